@@ -1,0 +1,60 @@
+"""gumbelkit: discrete choices inside PyTorch models.
+
+Gumbel noise that is never infinite, exact Gumbel-Max and Gumbel-top-k sampling, Gumbel-Softmax
+(soft and straight-through) that is safe with masks and half precision, temperature schedules,
+and module wrappers. Importing the package does no work beyond importing torch.
+"""
+
+from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
+from gumbelkit.functional import (
+    GumbelSoftmaxSample,
+    gumbel_max,
+    gumbel_softmax,
+    gumbel_softmax_sample,
+    gumbel_topk,
+    straight_through,
+)
+from gumbelkit.nn import GumbelSoftmax
+from gumbelkit.noise import (
+    GUMBEL_NOISE_MAX,
+    GUMBEL_NOISE_MIN,
+    exponential_noise,
+    gumbel_like,
+    gumbel_noise,
+)
+from gumbelkit.schedules import (
+    ConstantTau,
+    CosineTau,
+    ExponentialTau,
+    InverseTemperatureTau,
+    LinearTau,
+    get_schedule,
+    schedule_names,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GUMBEL_NOISE_MAX",
+    "GUMBEL_NOISE_MIN",
+    "ConstantTau",
+    "CosineTau",
+    "ExponentialTau",
+    "GumbelSoftmax",
+    "GumbelSoftmaxSample",
+    "InverseTemperatureTau",
+    "LinearTau",
+    "exponential_noise",
+    "get_schedule",
+    "get_validate_args",
+    "gumbel_like",
+    "gumbel_max",
+    "gumbel_noise",
+    "gumbel_softmax",
+    "gumbel_softmax_sample",
+    "gumbel_topk",
+    "schedule_names",
+    "set_validate_args",
+    "straight_through",
+    "validate_args",
+]

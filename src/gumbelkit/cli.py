@@ -1,0 +1,55 @@
+"""The ``gumbelkit`` command: a thin dispatcher to the subsystems' own ``main(argv)``.
+
+Subcommands are imported only when run, so ``gumbelkit --help`` is fast and one broken
+application cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> ("module:function", one-line help). Each function takes argv (list[str]) and
+# returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tour": ("gumbelkit.tour:main", "write the measured, illustrated report of the library's claims"),
+    "train": ("gumbelkit.apps:main", "train an application (e.g. `gumbelkit train vae --help`)"),
+    "estimators": (
+        "gumbelkit.estimators.bench:main",
+        "run the published small estimator benchmarks (e.g. `gumbelkit estimators polyprog`)",
+    ),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gumbelkit",
+        description="Gumbel-Max, Gumbel-Softmax and gradient estimators for discrete choices.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gumbelkit`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not args or args[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
+    target, _ = COMMANDS[name]
+    module_name, func_name = target.split(":")
+    module = importlib.import_module(module_name)
+    result = getattr(module, func_name)(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,330 @@
+r"""Pure tensor functions: Gumbel-Max, Gumbel-top-k and Gumbel-Softmax.
+
+Every function takes ``logits`` (unnormalised log-probabilities, any shape, categories along
+``dim``), treats ``-inf`` as a masked category that is never chosen, draws its noise with
+:func:`gumbelkit.noise.gumbel_noise` semantics (53-bit uniforms, finite in every dtype) and
+accepts an optional ``torch.Generator``. Half-precision logits are computed in float32 and the
+results returned in the logits' dtype.
+
+References:
+    1. E. J. Gumbel, *Statistical theory of extreme values*, 1954 (the Gumbel-Max trick).
+    2. E. Jang, S. Gu, B. Poole, *Categorical Reparameterization with Gumbel-Softmax*, ICLR 2017.
+    3. C. J. Maddison, A. Mnih, Y. W. Teh, *The Concrete Distribution*, ICLR 2017.
+    4. W. Kool, H. van Hoof, M. Welling, *Stochastic Beams and Where to Find Them: The
+       Gumbel-Top-k Trick*, ICML 2019.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from gumbelkit._validation import check_dim, check_float_tensor, check_logits, check_tau
+from gumbelkit.noise import gumbel_noise
+
+__all__ = [
+    "GumbelSoftmaxSample",
+    "gumbel_max",
+    "gumbel_softmax",
+    "gumbel_softmax_sample",
+    "gumbel_topk",
+    "straight_through",
+]
+
+
+class GumbelSoftmaxSample(NamedTuple):
+    """The three views of one Gumbel-Softmax draw.
+
+    Attributes:
+        hard: exact one-hot of ``index`` in the logits' dtype, carrying the gradient of ``soft``
+            (straight-through).
+        soft: the relaxed sample :math:`\\mathrm{softmax}((\\ell + g) / \\tau)`.
+        index: the sampled category (``LongTensor``, ``dim`` removed); an exact
+            Categorical(softmax(logits)) sample.
+    """
+
+    hard: Tensor
+    soft: Tensor
+    index: Tensor  # type: ignore[assignment]  # shadows tuple.index by design (the spec names it)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # half precision has too few bits for Gumbel noise and for softmax sums: work in float32
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _perturb(
+    logits: Tensor, noise: Tensor | None, generator: torch.Generator | None
+) -> Tensor:
+    """Return ``logits + g`` in the compute dtype (float32, or float64 for float64 logits)."""
+    cdt = _compute_dtype(logits.dtype)
+    if noise is None:
+        g = gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator)
+    else:
+        if not isinstance(noise, Tensor) or noise.shape != logits.shape:
+            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+            raise ValueError(f"noise must be a tensor of the logits' shape {tuple(logits.shape)}, got {got}")
+        g = noise.to(cdt)
+    return g.add_(logits.to(cdt)) if noise is None else logits.to(cdt) + g
+
+
+def _prepare(logits: Tensor, dim: int) -> int:
+    check_float_tensor(logits, "logits")
+    d = check_dim(logits, dim)
+    check_logits(logits, d)
+    return d
+
+
+def gumbel_max(
+    logits: Tensor,
+    dim: int = -1,
+    *,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    r"""Draw an exact sample of :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))` by Gumbel-Max.
+
+    .. math::
+        y = \arg\max_i\ (\ell_i + g_i), \quad g_i \sim \mathrm{Gumbel}(0, 1)\ \text{i.i.d.},
+        \qquad \Pr(y = i) = \frac{e^{\ell_i}}{\sum_j e^{\ell_j}}
+
+    Args:
+        logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
+        dim: the category dimension.
+        generator: optional ``torch.Generator``.
+        noise: optional pre-drawn Gumbel noise of the logits' shape (then ``generator`` is unused).
+
+    Returns:
+        ``LongTensor`` of the logits' shape without ``dim``.
+
+    Raises:
+        ValueError: non-floating logits, NaN or ``+inf`` logits, a slice whose logits are all
+            ``-inf``, or ``dim`` out of range.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 1.0, -float("inf")]])
+        >>> gumbel_max(logits, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([1])
+    """
+    d = _prepare(logits, dim)
+    with torch.no_grad():
+        return _perturb(logits.detach(), noise, generator).argmax(dim=d)
+
+
+def gumbel_topk(
+    logits: Tensor,
+    k: int,
+    dim: int = -1,
+    *,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    r"""Draw ``k`` distinct categories without replacement, in order (Gumbel-top-k).
+
+    The indices of the ``k`` largest :math:`\ell_i + g_i` are an ordered sample without
+    replacement from the Plackett-Luce model: the first is drawn with probabilities
+    :math:`p_i \propto e^{\ell_i}`, the next from the rest renormalised, and so on.
+
+    Args:
+        logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
+        k: number of categories, ``1 <= k <= K`` and at most the number of unmasked ones.
+        dim: the category dimension.
+        generator: optional ``torch.Generator``.
+        noise: optional pre-drawn Gumbel noise of the logits' shape.
+
+    Returns:
+        ``LongTensor`` shaped like ``logits`` with size ``k`` along ``dim``, first draw first.
+
+    Raises:
+        ValueError: as :func:`gumbel_max`, and ``k`` not an int in range, or larger than the
+            number of unmasked categories of some slice.
+
+    Example:
+        >>> gumbel_topk(torch.zeros(5), 3, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([3])
+    """
+    d = _prepare(logits, dim)
+    n = logits.shape[d]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
+    from gumbelkit._validation import get_validate_args
+
+    if get_validate_args():
+        allowed = (~torch.isneginf(logits)).sum(dim=d)
+        if bool((allowed < k).any()):
+            raise ValueError(
+                f"k={k} is larger than the number of unmasked (not -inf) categories in some "
+                f"slice along dim={dim} (smallest count: {int(allowed.min())})"
+            )
+    with torch.no_grad():
+        return _perturb(logits.detach(), noise, generator).topk(k, dim=d).indices
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the given exact one-hot. Backward: the incoming gradient, unchanged, to ``soft``.
+
+    ``hard - soft.detach() + soft`` is not exactly one-hot in float16 / bfloat16 (``(1 - s) + s``
+    rounds), so the one-hot is returned as is and the gradient is routed by hand.
+    """
+
+    @staticmethod
+    def forward(ctx, soft: Tensor, hard: Tensor) -> Tensor:  # type: ignore[override]
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad, None
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """Return ``hard`` in the forward pass with the gradient of ``soft`` in the backward pass.
+
+    Unlike ``hard - soft.detach() + soft``, the forward value is ``hard`` bit for bit in every
+    dtype.
+
+    Args:
+        hard: forward value (e.g. a one-hot), same shape and dtype as ``soft``.
+        soft: the differentiable tensor whose gradient is used.
+
+    Returns:
+        A tensor equal to ``hard`` whose gradient flows to ``soft``.
+    """
+    if hard.shape != soft.shape:
+        raise ValueError(f"hard and soft must have the same shape, got {tuple(hard.shape)} and {tuple(soft.shape)}")
+    return _StraightThrough.apply(soft, hard.to(soft.dtype).detach())
+
+
+def _one_hot(index: Tensor, like: Tensor, dim: int) -> Tensor:
+    """Exact one-hot of ``index`` (``dim`` removed) with ``like``'s shape, dtype and device."""
+    return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(
+        dim, index.unsqueeze(dim), 1.0
+    )
+
+
+def _soft_from_perturbed(z: Tensor, tau: float | Tensor, dim: int) -> Tensor:
+    """softmax(z / tau) along ``dim``, stable for extreme z, tiny tau and -inf entries."""
+    zmax = z.detach().amax(dim=dim, keepdim=True)  # finite: every slice has an unmasked entry
+    if isinstance(tau, Tensor):
+        tau_c = tau.to(z.dtype)
+        if tau_c.requires_grad:
+            # keep -inf out of the division so d/dtau never meets 0 * inf
+            finite = torch.isfinite(z)
+            shifted = torch.where(finite, z - zmax, torch.zeros((), dtype=z.dtype, device=z.device))
+            s = torch.where(finite, shifted / tau_c, torch.full((), -torch.inf, dtype=z.dtype, device=z.device))
+            return torch.softmax(s, dim=dim)
+        return torch.softmax((z - zmax) / tau_c, dim=dim)
+    # shifting by the max first keeps (z - max) / tau <= 0, so tiny tau cannot overflow to +inf
+    return torch.softmax((z - zmax) / tau, dim=dim)
+
+
+def _check_tau_shape(tau: float | Tensor, logits: Tensor) -> None:
+    if isinstance(tau, Tensor):
+        try:
+            shape = torch.broadcast_shapes(tau.shape, logits.shape)
+        except RuntimeError:
+            shape = None
+        if shape != logits.shape:
+            raise ValueError(
+                f"tau must be a number or a tensor broadcastable to the logits' shape "
+                f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
+            )
+
+
+def gumbel_softmax_sample(
+    logits: Tensor,
+    tau: float | Tensor = 1.0,
+    dim: int = -1,
+    *,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> GumbelSoftmaxSample:
+    r"""One Gumbel-Softmax draw returned three ways: straight-through one-hot, relaxed, index.
+
+    .. math::
+        y^{soft} = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
+        i = \arg\max_j (\ell_j + g_j), \quad
+        y^{hard} = \mathrm{onehot}(i) \text{ with } \nabla y^{hard} := \nabla y^{soft}
+
+    As :math:`\tau \to 0` the soft sample tends to ``hard``; as :math:`\tau \to \infty` it tends
+    to the uniform vector :math:`1/K` (masked categories stay exactly 0).
+
+    Args:
+        logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
+        tau: temperature, a positive finite number or a positive tensor broadcastable to the
+            logits (a learnable temperature receives gradients through ``soft`` and ``hard``).
+        dim: the category dimension.
+        generator: optional ``torch.Generator``.
+        noise: optional pre-drawn Gumbel noise of the logits' shape.
+
+    Returns:
+        :class:`GumbelSoftmaxSample` ``(hard, soft, index)``; ``hard`` and ``soft`` have the
+        logits' shape and dtype, ``index`` drops ``dim``.
+
+    Example:
+        >>> s = gumbel_softmax_sample(torch.randn(4, 10), tau=0.5)
+        >>> bool((s.hard.argmax(-1) == s.index).all())
+        True
+    """
+    tau = check_tau(tau)
+    d = _prepare(logits, dim)
+    _check_tau_shape(tau, logits)
+    z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
+    index = z.detach().argmax(dim=d)
+    soft = _soft_from_perturbed(z, tau, d).to(logits.dtype)
+    hard = straight_through(_one_hot(index, soft, d), soft)
+    return GumbelSoftmaxSample(hard, soft, index)
+
+
+def gumbel_softmax(
+    logits: Tensor,
+    tau: float | Tensor = 1.0,
+    hard: bool = False,
+    dim: int = -1,
+    *,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    r"""Sample from the Gumbel-Softmax (Concrete) distribution; a drop-in for torch's.
+
+    .. math::
+        y = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
+        g_i \sim \mathrm{Gumbel}(0, 1)\ \text{i.i.d.}
+
+    With ``hard=True`` the forward value is the exact one-hot of :math:`\arg\max_i(\ell_i + g_i)`
+    (every entry exactly 0 or 1, also in float16 / bfloat16) and the backward pass uses the
+    gradient of the soft sample (straight-through Gumbel-Softmax). As :math:`\tau \to 0` the
+    soft sample approaches that one-hot; as :math:`\tau \to \infty` it approaches uniform.
+
+    Compared with ``torch.nn.functional.gumbel_softmax``: same arguments and meaning, plus a
+    ``generator``; noise never produces NaN/inf; ``tau`` is validated (``tau=0`` raises instead
+    of returning NaN); masked ``-inf`` logits are safe; half precision is computed in float32.
+
+    Args:
+        logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
+        tau: temperature, a positive finite number or a positive tensor broadcastable to logits.
+        hard: return the straight-through one-hot instead of the relaxed sample.
+        dim: the category dimension (any; e.g. ``dim=1`` for ``(B, K, H, W)`` dVAE logits).
+        generator: optional ``torch.Generator``.
+        noise: optional pre-drawn Gumbel noise of the logits' shape.
+
+    Returns:
+        Tensor of the logits' shape and dtype.
+
+    Example:
+        >>> y = gumbel_softmax(torch.randn(8, 5), tau=0.5, hard=True)
+        >>> bool(((y == 0) | (y == 1)).all()) and bool((y.sum(-1) == 1).all())
+        True
+
+    See :func:`gumbel_softmax_sample` to get the hard, soft and index results of one draw.
+    """
+    if hard not in (True, False):
+        raise ValueError(f"hard must be True or False, got {hard!r}")
+    if hard:
+        return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
+    tau = check_tau(tau)
+    d = _prepare(logits, dim)
+    _check_tau_shape(tau, logits)
+    z = _perturb(logits, noise, generator)
+    return _soft_from_perturbed(z, tau, d).to(logits.dtype)

@@ -1,0 +1,164 @@
+r"""Gumbel and exponential noise that is never :math:`\pm\infty` or NaN, in any dtype.
+
+The standard Gumbel variable is :math:`G = -\log E` with :math:`E \sim \mathrm{Exp}(1)`, and
+:math:`E = -\log(1 - W)` with :math:`W \sim \mathrm{Uniform}[0, 1)`.
+
+How the noise is drawn, and why
+--------------------------------
+* ``W`` is a float64 uniform from ``torch.rand`` (53 random bits, a grid of step
+  :math:`2^{-53}`), whatever dtype is asked for. A float32 uniform has a grid of :math:`2^{-24}`,
+  which caps :math:`-\log(-\log U)` near 16.6 and under-samples categories whose relative
+  probability is below about 1e-7; half-precision uniforms are far coarser still.
+* ``E = -log1p(-W)`` is computed in float64: ``1 - W`` is exact there, so tiny ``E`` (the upper
+  Gumbel tail) keeps its full relative precision. ``W = 0`` (probability :math:`2^{-53}`) is
+  replaced by :math:`2^{-54}` so that ``E > 0`` and ``G`` is finite.
+* ``G = -log(E)`` is computed in float32 (float64 if asked for), then rounded to the requested
+  dtype. Every value is finite in every floating dtype.
+
+Exact range of the noise (float32 and float64 results)
+------------------------------------------------------
+:math:`G \in [-\log(53 \ln 2),\ 54 \ln 2] \approx [-3.6040,\ 37.430]`.
+The probability mass the continuous Gumbel puts outside that range is
+:math:`P(G > 37.43) \approx 5.5\times10^{-17}` and :math:`P(G < -3.604) = e^{-53\ln 2}
+\approx 1.1\times10^{-16}`, below what a float64 probability can resolve next to 1. Half
+precision results are the float32 values rounded to float16 / bfloat16 (same range, coarser
+grid); the samplers in :mod:`gumbelkit.functional` never round the noise to half precision.
+
+References:
+    1. E. J. Gumbel, *Statistical theory of extreme values*, 1954.
+    2. TensorFlow Probability, ``tfp.distributions.Gumbel`` (tiny-uniform clamping rationale).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from gumbelkit._validation import FLOAT_DTYPES
+
+__all__ = [
+    "GUMBEL_NOISE_MAX",
+    "GUMBEL_NOISE_MIN",
+    "exponential_noise",
+    "gumbel_like",
+    "gumbel_noise",
+]
+
+#: Largest value :func:`gumbel_noise` can return: :math:`54 \ln 2` (from ``W = 0`` -> :math:`2^{-54}`).
+GUMBEL_NOISE_MAX: float = 54.0 * math.log(2.0)
+#: Smallest value :func:`gumbel_noise` can return: :math:`-\log(53 \ln 2)` (``W = 1 - 2^{-53}``).
+GUMBEL_NOISE_MIN: float = -math.log(53.0 * math.log(2.0))
+
+_W_FLOOR = 2.0**-54  # replaces W = 0 so that E > 0; half the grid step of a float64 uniform
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other float dtype is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _check_dtype(dtype: object) -> torch.dtype:
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"dtype must be one of torch.float16, torch.bfloat16, torch.float32, torch.float64; "
+            f"got {dtype!r}"
+        )
+    return dtype  # type: ignore[return-value]
+
+
+def _shape(shape: Sequence[int] | torch.Size | int) -> tuple[int, ...]:
+    if isinstance(shape, int):
+        return (shape,)
+    return tuple(int(s) for s in shape)
+
+
+def exponential_noise(
+    shape: Sequence[int] | torch.Size | int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Standard exponential samples :math:`E \sim \mathrm{Exp}(1)`, strictly positive and finite.
+
+    .. math::
+        E = -\log(1 - W), \quad W \sim \mathrm{Uniform}[0, 1) \text{ (float64, 53 bits)}
+
+    Args:
+        shape: output shape.
+        dtype: output dtype (any floating dtype); computed in float64 and rounded.
+        device: output device (default: the current default device).
+        generator: optional ``torch.Generator`` for reproducible draws.
+
+    Returns:
+        Tensor of ``shape`` with values in :math:`[2^{-54},\ 53 \ln 2]`.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> exponential_noise((2, 3), generator=g).shape
+        torch.Size([2, 3])
+    """
+    dtype = _check_dtype(dtype)
+    w = torch.rand(_shape(shape), dtype=torch.float64, device=device, generator=generator)
+    w.clamp_(min=_W_FLOOR)  # W = 0 would give E = 0 and an infinite Gumbel value
+    e = torch.log1p(w.neg_()).neg_()  # exact 1 - W in float64: tiny E keeps full precision
+    return e.to(dtype)
+
+
+def gumbel_noise(
+    shape: Sequence[int] | torch.Size | int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Standard Gumbel(0, 1) samples that are never :math:`\pm\infty` or NaN.
+
+    .. math::
+        G = -\log(-\log(1 - W)), \quad W \sim \mathrm{Uniform}[0, 1) \text{ (float64, 53 bits)}
+
+    The density is :math:`e^{-(x + e^{-x})}`. Values lie in
+    ``[GUMBEL_NOISE_MIN, GUMBEL_NOISE_MAX]`` :math:`\approx [-3.604, 37.43]`; the Gumbel mass
+    outside that range is below :math:`2 \times 10^{-16}` (see the module docstring).
+
+    Args:
+        shape: output shape.
+        dtype: output dtype. Noise is computed in float32 (float64 when asked for) and rounded;
+            float16 / bfloat16 results are finite but coarse, so prefer passing float32 noise
+            to your own arithmetic.
+        device: output device.
+        generator: optional ``torch.Generator``; the same seed gives the same samples.
+
+    Returns:
+        Tensor of ``shape`` and ``dtype``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = gumbel_noise((10000,), generator=g)
+        >>> abs(x.mean().item() - 0.5772) < 0.05  # Euler-Mascheroni constant
+        True
+    """
+    dtype = _check_dtype(dtype)
+    e = exponential_noise(shape, dtype=_compute_dtype(dtype), device=device, generator=generator)
+    return e.log_().neg_().to(dtype)
+
+
+def gumbel_like(tensor: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """Gumbel(0, 1) noise with the shape, device and (floating) dtype of ``tensor``.
+
+    A non-floating ``tensor`` gives float32 noise.
+
+    Args:
+        tensor: template tensor.
+        generator: optional ``torch.Generator``.
+
+    Returns:
+        Tensor like ``tensor`` filled with independent standard Gumbel samples.
+    """
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    dtype = tensor.dtype if tensor.dtype in FLOAT_DTYPES else torch.float32
+    return gumbel_noise(tensor.shape, dtype=dtype, device=tensor.device, generator=generator)
