@@ -1,0 +1,394 @@
+r"""Gradient estimators for discrete samples, behind one entry point and a registry.
+
+Every *pathwise* estimator draws an exact sample :math:`D \sim \mathrm{Categorical}(\mathrm{softmax}(\ell))`
+and returns a :class:`~gumbelkit.functional.GumbelSoftmaxSample` ``(hard, soft, index)`` whose
+``hard`` field carries the estimator's gradient:
+
+==============  =====================================================  =========================
+name            gradient routed through ``hard``                       options
+==============  =====================================================  =========================
+``st``          :math:`\nabla \mathrm{softmax}(\ell/\tau)`              --
+``gs``          none: ``hard`` is the relaxed sample itself             --
+``st_gs``       :math:`\nabla \mathrm{softmax}((\ell+g)/\tau)`          --
+``gumbel_rao``  mean over ``k`` conditional Gumbels (Rao-Blackwell)     ``k=10``
+``gst``         softmax of gapped, sample-consistent logits             ``gap=1.0`` or ``"p"``
+``reinmax``     :math:`2J(\pi_1) - \tfrac12 J(\pi_0)`, ``tau >= 1``     --
+==============  =====================================================  =========================
+
+and the *score-function* estimator ``reinforce`` (leave-one-out baseline, unbiased) needs the
+downstream function, so it is used through :func:`surrogate` or :func:`reinforce_loo`.
+Every pathwise estimator also accepts ``noise=`` (pre-drawn Gumbel noise of the logits' shape;
+the same noise gives the same sample in every estimator).
+
+Example:
+    >>> import torch
+    >>> from gumbelkit import estimators
+    >>> logits = torch.randn(8, 5, requires_grad=True)
+    >>> s = estimators.sample(logits, "gumbel_rao", tau=0.5, k=10)
+    >>> loss = (s.hard * torch.arange(5.0)).sum()
+    >>> loss.backward()
+    >>> estimators.names()
+    ('st', 'gs', 'st_gs', 'gumbel_rao', 'gst', 'reinmax', 'reinforce')
+
+Each estimator works along any ``dim``, in float16 / bfloat16 (computed in float32) / float32 /
+float64, and with ``-inf`` masks; :class:`Estimator` is the ``nn.Module`` form.
+
+References:
+    1. Y. Bengio, N. Leonard, A. Courville, 2013 (ST).
+    2. E. Jang, S. Gu, B. Poole, ICLR 2017; C. J. Maddison, A. Mnih, Y. W. Teh, ICLR 2017 (GS).
+    3. M. B. Paulus, C. J. Maddison, A. Krause, ICLR 2021 (Gumbel-Rao).
+    4. T.-H. Fan et al., ICML 2022 (GST).
+    5. L. Liu et al., NeurIPS 2023 (ReinMax).
+    6. W. Kool, H. van Hoof, M. Welling, 2019 (REINFORCE with leave-one-out baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gumbelkit._validation import check_dim, check_float_tensor
+from gumbelkit.estimators._common import check_float_tau
+from gumbelkit.estimators.gs import gs
+from gumbelkit.estimators.gst import check_gap, gst
+from gumbelkit.estimators.gumbel_rao import conditional_gumbel, gumbel_rao
+from gumbelkit.estimators.reinforce import ReinforceSample, reinforce_loo
+from gumbelkit.estimators.reinmax import reinmax
+from gumbelkit.estimators.st import st
+from gumbelkit.estimators.st_gs import st_gs
+from gumbelkit.functional import GumbelSoftmaxSample
+
+__all__ = [
+    "Estimator",
+    "EstimatorSpec",
+    "ReinforceLOO",
+    "ReinforceSample",
+    "conditional_gumbel",
+    "get",
+    "gs",
+    "gst",
+    "gumbel_rao",
+    "names",
+    "reinforce_loo",
+    "reinmax",
+    "sample",
+    "spec",
+    "st",
+    "st_gs",
+    "surrogate",
+]
+
+SampleFn = Callable[..., GumbelSoftmaxSample]
+
+
+def _int_ge1(name: str) -> Callable[[object], int]:
+    def check(v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        return v
+
+    return check
+
+
+def _int_ge2(name: str) -> Callable[[object], int]:
+    def check(v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise ValueError(f"{name} must be an int >= 2, got {v!r}")
+        return v
+
+    return check
+
+
+def _any_noise(v: object) -> object:
+    if v is not None and not isinstance(v, Tensor):
+        raise ValueError(f"noise must be None or a tensor of the logits' shape, got {type(v).__name__}")
+    return v
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One registry entry.
+
+    Attributes:
+        name: registry name.
+        fn: the function (``sample_fn(logits, tau, dim, *, generator, **options)`` for pathwise
+            estimators; :func:`reinforce_loo` for the score-function one).
+        kind: ``"pathwise"`` (the gradient rides on ``hard``) or ``"score"`` (needs ``f``).
+        options: option name -> validator (raises ValueError, returns the checked value).
+        defaults: default option values (documentation; the function has the same defaults).
+        tau_min: smallest allowed temperature (ReinMax: 1.0), or None.
+        summary: one line for tables and ``--help``.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    kind: str
+    options: dict[str, Callable[[object], object]] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)
+    tau_min: float | None = None
+    summary: str = ""
+
+
+_COMMON = {"noise": _any_noise}
+
+_REGISTRY: dict[str, EstimatorSpec] = {
+    s.name: s
+    for s in (
+        EstimatorSpec("st", st, "pathwise", dict(_COMMON), summary="straight-through, softmax(l/tau) gradient"),
+        EstimatorSpec("gs", gs, "pathwise", dict(_COMMON), summary="Gumbel-Softmax relaxation (soft forward)"),
+        EstimatorSpec("st_gs", st_gs, "pathwise", dict(_COMMON), summary="straight-through Gumbel-Softmax"),
+        EstimatorSpec(
+            "gumbel_rao",
+            gumbel_rao,
+            "pathwise",
+            {"k": _int_ge1("k"), **_COMMON},
+            {"k": 10},
+            summary="Rao-Blackwellised ST-GS with k conditional Gumbels",
+        ),
+        EstimatorSpec(
+            "gst",
+            gst,
+            "pathwise",
+            {"gap": check_gap, **_COMMON},
+            {"gap": 1.0},
+            summary="gapped straight-through (gap=1.0: GST-1.0, gap='p': GST-p)",
+        ),
+        EstimatorSpec(
+            "reinmax", reinmax, "pathwise", dict(_COMMON), tau_min=1.0, summary="ReinMax, second order (tau >= 1)"
+        ),
+        EstimatorSpec(
+            "reinforce",
+            reinforce_loo,
+            "score",
+            {"n_samples": _int_ge2("n_samples")},
+            {"n_samples": 4},
+            summary="REINFORCE with leave-one-out baseline (unbiased; needs f)",
+        ),
+    )
+}
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Registered estimator names, in a fixed order.
+
+    Args:
+        kind: ``None`` for all, ``"pathwise"`` for those :func:`sample` accepts, ``"score"``
+            for the score-function ones (use :func:`surrogate` or :func:`reinforce_loo`).
+
+    Returns:
+        Tuple of names.
+    """
+    if kind not in (None, "pathwise", "score"):
+        raise ValueError(f"kind must be None, 'pathwise' or 'score', got {kind!r}")
+    return tuple(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
+
+
+def spec(name: str) -> EstimatorSpec:
+    """The registry entry of ``name`` (ValueError listing the known names otherwise)."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown estimator {name!r}; choose from: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def get(name: str | SampleFn) -> SampleFn:
+    """Name-or-callable lookup (like timm's ``get_act_fn``).
+
+    Args:
+        name: a registered pathwise name, or a callable with the signature
+            ``fn(logits, tau, dim, *, generator=None, **options) -> GumbelSoftmaxSample``,
+            returned as is.
+
+    Returns:
+        The sampling function.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones), or a score-function name.
+    """
+    if callable(name):
+        return name
+    s = spec(name)
+    if s.kind != "pathwise":
+        raise ValueError(
+            f"{name!r} is a score-function estimator: it needs the downstream function f. Use "
+            f"gumbelkit.estimators.surrogate(logits, f, {name!r}, ...) or reinforce_loo(logits, f, "
+            f"n_samples); sample() accepts: {', '.join(names('pathwise'))}"
+        )
+    return s.fn
+
+
+def _check_options(s: EstimatorSpec, options: dict[str, object]) -> dict[str, object]:
+    unknown = sorted(set(options) - set(s.options))
+    if unknown:
+        allowed = ", ".join(sorted(s.options)) or "none"
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for estimator {s.name!r}; allowed: {allowed}")
+    return {k: s.options[k](v) for k, v in options.items()}
+
+
+def sample(
+    logits: Tensor,
+    name: str | SampleFn,
+    tau: float | Tensor = 1.0,
+    dim: int = -1,
+    *,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> GumbelSoftmaxSample:
+    r"""Draw one exact categorical sample whose ``hard`` field carries estimator ``name``'s gradient.
+
+    .. math::
+        \mathrm{hard} = \mathrm{onehot}(D),\quad D \sim \mathrm{Cat}(\mathrm{softmax}(\ell)),
+        \qquad \nabla_\ell\, \mathrm{hard} := \text{the estimator's surrogate Jacobian}
+
+    (``gs`` is the exception: its ``hard`` is the relaxed sample.)
+
+    Args:
+        logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
+        name: a name from ``names("pathwise")`` or a callable (see :func:`get`).
+        tau: temperature (``reinmax`` needs ``tau >= 1``).
+        dim: the category dimension.
+        generator: optional ``torch.Generator``.
+        **options: estimator options (``k`` for gumbel_rao, ``gap`` for gst, ``noise`` for all).
+
+    Returns:
+        ``GumbelSoftmaxSample(hard, soft, index)``: ``hard`` and ``soft`` of the logits' shape and
+        dtype, ``index`` with ``dim`` removed.
+
+    Raises:
+        ValueError: unknown name or option (listing the valid ones), bad option values, bad
+            ``tau`` (including ``tau < 1`` for reinmax), and the logits checks of
+            :func:`gumbelkit.gumbel_softmax`.
+
+    Example:
+        >>> s = sample(torch.randn(4, 6), "st_gs", tau=0.5)
+        >>> s.hard.shape, s.index.shape
+        (torch.Size([4, 6]), torch.Size([4]))
+    """
+    if callable(name):
+        return name(logits, tau, dim, generator=generator, **options)
+    fn = get(name)
+    opts = _check_options(_REGISTRY[name], options)
+    return fn(logits, tau, dim, generator=generator, **opts)
+
+
+def surrogate(
+    logits: Tensor,
+    f: Callable[[Tensor], Tensor],
+    name: str,
+    tau: float = 1.0,
+    dim: int = -1,
+    *,
+    n_samples: int | None = None,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> Tensor:
+    r"""Monte Carlo objective :math:`\frac1n\sum_s f(D_s)` whose gradient is estimator ``name``'s.
+
+    One interface for every registered estimator, pathwise or score-function: useful for
+    comparisons (see :mod:`gumbelkit.diagnostics`).
+
+    Args:
+        logits: ``(*B, K, *)`` logits; ``-inf`` masks a category.
+        f: maps samples ``(n, *logits.shape)`` to ``(n, *P)`` values, ``P`` a prefix of the
+            batch shape (e.g. ``(n,)``).
+        name: a registered name (``names()``).
+        tau: temperature (ignored by ``reinforce``).
+        dim: the category dimension.
+        n_samples: samples to average (default 1 for pathwise estimators, 4 for reinforce).
+        generator: optional ``torch.Generator``.
+        **options: estimator options.
+
+    Returns:
+        ``(*P)`` tensor: the mean of ``f`` over the samples, carrying the estimator's gradient.
+
+    Example:
+        >>> logits = torch.zeros(3, 2, requires_grad=True)
+        >>> surrogate(logits, lambda d: d[..., 0].sum(-1), "reinmax").backward()
+    """
+    s = spec(name)
+    if s.kind == "score":
+        n = 4 if n_samples is None else n_samples
+        opts = _check_options(s, {"n_samples": n, **options})
+        return reinforce_loo(logits, f, dim=dim, generator=generator, **opts).loss  # type: ignore[arg-type]
+    n = 1 if n_samples is None else _int_ge1("n_samples")(n_samples)
+    check_float_tensor(logits, "logits")
+    d = check_dim(logits, dim)
+    rep = logits.unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
+    out = sample(rep, name, tau, d + 1, generator=generator, **options)
+    return f(out.hard).mean(dim=0)
+
+
+class Estimator(nn.Module):
+    """Module form of :func:`sample` for a fixed estimator (like timm's activation modules).
+
+    Args:
+        name: a name from ``names("pathwise")``.
+        tau: default temperature (the call may override it with the step's value).
+        dim: the category dimension.
+        **options: estimator options, checked now.
+
+    Example:
+        >>> layer = Estimator("gumbel_rao", tau=0.5, k=10)
+        >>> layer(torch.randn(2, 4)).hard.shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, name: str, tau: float = 1.0, dim: int = -1, **options: Any) -> None:
+        super().__init__()
+        get(name)  # raises for unknown / score-function names
+        self.name = name
+        self.options = _check_options(_REGISTRY[name], options)
+        s = _REGISTRY[name]
+        self.tau = check_float_tau(tau, minimum=s.tau_min)
+        self.dim = dim
+
+    def forward(
+        self,
+        logits: Tensor,
+        tau: float | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> GumbelSoftmaxSample:
+        """Sample; ``tau`` overrides the default for this call."""
+        t = self.tau if tau is None else tau
+        return sample(logits, self.name, t, self.dim, generator=generator, **self.options)
+
+    def extra_repr(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"name={self.name!r}, tau={self.tau}, dim={self.dim}{opts}"
+
+
+class ReinforceLOO(nn.Module):
+    """Module form of :func:`reinforce_loo`: ``module(logits, f) -> ReinforceSample``.
+
+    Args:
+        n_samples: samples per estimate (``>= 2``).
+        dim: the category dimension.
+
+    Example:
+        >>> m = ReinforceLOO(n_samples=4)
+        >>> m(torch.zeros(3, 2), lambda d: d[..., 0].sum(-1)).loss.shape
+        torch.Size([])
+    """
+
+    def __init__(self, n_samples: int = 4, dim: int = -1) -> None:
+        super().__init__()
+        self.n_samples = _int_ge2("n_samples")(n_samples)
+        self.dim = dim
+
+    def forward(
+        self,
+        logits: Tensor,
+        f: Callable[[Tensor], Tensor],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> ReinforceSample:
+        """Draw ``n_samples`` samples, evaluate ``f``, return the surrogate."""
+        return reinforce_loo(logits, f, self.n_samples, self.dim, generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"n_samples={self.n_samples}, dim={self.dim}"
+
