@@ -324,6 +324,54 @@ def test_dim1_of_4d_equals_movedim(gen, hard):
     assert torch.equal(gumbel_max(logits, dim=1, noise=noise), s.index)
 
 
+def _layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same logical (B, K) values in several memory layouts."""
+    t = x.t().contiguous().t()  # column-major
+    wide = torch.zeros(x.shape[0], 2 * x.shape[1], dtype=x.dtype)
+    wide[:, ::2] = x  # stride 2 along K
+    return {"contiguous": x, "transposed": t, "strided": wide[:, ::2]}
+
+
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+def test_noncontiguous_inputs_match_the_reference(gen, layout):
+    # with given noise every output equals the float64 reference formula whatever the layout
+    logits = torch.randn(6, 5, generator=gen(0), dtype=torch.float64)
+    logits[2, 1] = NEG_INF
+    noise = gumbel_noise((6, 5), dtype=torch.float64, generator=gen(1))
+    lg, nz = _layouts(logits)[layout], _layouts(noise)[layout]
+    assert not lg.is_contiguous() and torch.equal(lg, logits)
+    z = logits + noise
+    ref_soft = torch.softmax((z - z.amax(-1, keepdim=True)) / 0.3, -1)
+    tau_t = torch.full((6, 1), 0.3, dtype=torch.float64)
+    for tau in (0.3, 2.0, tau_t):
+        ref = torch.softmax((z - z.amax(-1, keepdim=True)) / tau, -1)
+        torch.testing.assert_close(gumbel_softmax(lg, tau, noise=nz), ref, rtol=1e-12, atol=1e-15)
+    s = gumbel_softmax_sample(lg, 0.3, noise=nz)
+    torch.testing.assert_close(s.soft, ref_soft, rtol=1e-12, atol=1e-15)
+    assert torch.equal(s.index, z.argmax(-1))
+    assert torch.equal(gumbel_max(lg, noise=nz), z.argmax(-1))
+    assert torch.equal(gumbel_topk(lg, 3, noise=nz), z.topk(3, -1).indices)
+    # and with autograd on
+    lg_req = lg.clone(memory_format=torch.preserve_format).requires_grad_(True)
+    y = gumbel_softmax(lg_req, 0.3, noise=nz)
+    torch.testing.assert_close(y, ref_soft, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+def test_noise_follows_logical_order_not_memory_layout(gen, layout):
+    # the same seed gives the same sample for the same logical logits, whatever their layout
+    logits = torch.randn(64, 7, generator=gen(0))
+    lg = _layouts(logits)[layout]
+    assert torch.equal(gumbel_max(lg, generator=gen(1)), gumbel_max(logits, generator=gen(1)))
+    assert torch.equal(
+        gumbel_topk(lg, 2, generator=gen(1)), gumbel_topk(logits, 2, generator=gen(1))
+    )
+    for hard in (False, True):
+        a = gumbel_softmax(lg, 0.5, hard=hard, generator=gen(1))
+        b = gumbel_softmax(logits, 0.5, hard=hard, generator=gen(1))
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_sample_views_are_consistent(gen):
     logits = torch.randn(64, 5, generator=gen(0))
     s = gumbel_softmax_sample(logits, 0.8, generator=gen(1))

@@ -32,6 +32,12 @@ class GumbelSoftmax(nn.Module):
 
     def __init__(self, tau: float = 1.0, hard: bool = False, dim: int = -1) -> None:
         super().__init__()
+        if isinstance(tau, Tensor):
+            # float(tensor) would silently drop a learnable tau's gradient
+            raise ValueError(
+                "tau at construction must be a positive finite number; pass a tensor "
+                "(e.g. learnable) tau at call time: module(logits, tau=t)"
+            )
         self.tau = float(check_tau(tau))  # type: ignore[arg-type]
         if hard not in (True, False):
             raise ValueError(f"hard must be True or False, got {hard!r}")

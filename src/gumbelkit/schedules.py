@@ -41,8 +41,13 @@ def _check_step(step: object) -> int:
     return step
 
 
+def _is_number(value: object) -> bool:
+    # bool is an int subclass; True as a temperature is a bug, not 1.0
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
@@ -79,7 +84,7 @@ class ExponentialTau:
     def __post_init__(self) -> None:
         _positive("tau0", self.tau0)
         _positive("tau_min", self.tau_min)
-        if not (math.isfinite(self.rate) and self.rate >= 0):
+        if not (_is_number(self.rate) and math.isfinite(self.rate) and self.rate >= 0):
             raise ValueError(f"rate must be a non-negative finite number, got {self.rate!r}")
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"every must be a positive int, got {self.every!r}")
@@ -151,7 +156,7 @@ class InverseTemperatureTau:
     total: int = 3000
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.beta_max) and self.beta_max >= 1):
+        if not (_is_number(self.beta_max) and math.isfinite(self.beta_max) and self.beta_max >= 1):
             raise ValueError(f"beta_max must be a finite number >= 1, got {self.beta_max!r}")
         if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 1:
             raise ValueError(f"total must be a positive int, got {self.total!r}")

@@ -1,0 +1,157 @@
+"""Property-based numerics sweep (hypothesis): no NaN / inf in outputs or gradients.
+
+Swept: shapes of rank 1-3, every dim, float32 / float64 / float16 / bfloat16 logits of any scale
+up to +-1e4 (including exactly +-1e4), random ``-inf`` masks (never a fully masked slice), and
+tau from 1e-4 to 1e4 as a number or as a learnable float32 tensor broadcast against the logits.
+The profile (tests/conftest.py) is derandomized with no deadline, so every run checks the same
+examples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gumbelkit import (
+    gumbel_max,
+    gumbel_softmax,
+    gumbel_softmax_sample,
+    gumbel_topk,
+)
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+@dataclass
+class Problem:
+    logits: torch.Tensor  # leaf, requires_grad
+    mask: torch.Tensor  # True where -inf
+    dim: int
+    tau: float | torch.Tensor
+    seed: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.logits.dtype
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> Problem:
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 5)) for _ in range(ndim))
+    dim = draw(st.integers(-ndim, ndim - 1))
+    dtype = draw(st.sampled_from(DTYPES))
+    scale = draw(st.sampled_from([0.0, 1e-3, 1.0, 30.0, 1e3, 1e4]))
+    extremes = draw(st.booleans())
+    mask_rate = draw(st.sampled_from([0.0, 0.3, 0.9]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * scale).clamp(-1e4, 1e4)
+    if extremes:  # about half the entries at exactly +-1e4
+        pick = torch.rand(shape, generator=g) < 0.5
+        sign = torch.where(torch.rand(shape, generator=g) < 0.5, -1.0, 1.0).double()
+        x = torch.where(pick, 1e4 * sign, x)
+    mask = torch.rand(shape, generator=g) < mask_rate
+    # keep one random category per slice along dim unmasked
+    d = dim % ndim
+    keep_idx = torch.randint(shape[d], shape[:d] + (1,) + shape[d + 1 :], generator=g)
+    keep = torch.zeros(shape, dtype=torch.bool).scatter_(d, keep_idx, True)
+    mask &= ~keep
+    logits = x.to(dtype).masked_fill(mask, -math.inf).requires_grad_(True)
+
+    log10_tau = draw(st.floats(-4.0, 4.0))
+    if draw(st.booleans()):
+        tau: float | torch.Tensor = 10.0**log10_tau
+    else:
+        # a float32 tensor tau broadcastable to the logits: per axis either 1 or the full size,
+        # possibly with fewer leading axes; values spread around 10**log10_tau within [1e-4, 1e4]
+        n_lead = draw(st.integers(0, ndim))
+        tshape = tuple(draw(st.sampled_from([1, s])) for s in shape[n_lead:])
+        spread = torch.empty(tshape).uniform_(-1.0, 1.0, generator=g)
+        t = (10.0 ** (log10_tau + spread)).clamp(1e-4, 1e4)
+        tau = t.requires_grad_(True)
+    return Problem(logits=logits, mask=mask, dim=dim, tau=tau, seed=seed)
+
+
+def _weights(p: Problem) -> torch.Tensor:
+    # bounded upstream gradient: at tau = 1e-4 the true logit gradient is up to |w| / (2 tau),
+    # which must stay inside float16's range (65504) for the half-precision cases
+    g = torch.Generator().manual_seed(p.seed + 1)
+    return torch.empty(p.logits.shape, dtype=torch.float64).uniform_(-1.0, 1.0, generator=g)
+
+
+def _check_grads(p: Problem, out: torch.Tensor) -> None:
+    loss = (_weights(p).to(out.dtype) * out).sum()
+    inputs = [p.logits] + ([p.tau] if isinstance(p.tau, torch.Tensor) else [])
+    grads = torch.autograd.grad(loss, inputs, allow_unused=False)
+    for gr in grads:
+        assert bool(torch.isfinite(gr).all()), gr
+    assert bool((grads[0][p.mask] == 0).all())  # masked logits get exactly zero gradient
+
+
+def _check_one_hot(h: torch.Tensor, p: Problem) -> None:
+    assert h.dtype == p.dtype and h.shape == p.logits.shape
+    assert bool(((h == 0) | (h == 1)).all())
+    assert bool((h.sum(p.dim) == 1).all())
+    assert bool((h[p.mask] == 0).all())
+
+
+def _gen(p: Problem) -> torch.Generator:
+    return torch.Generator().manual_seed(p.seed + 2)
+
+
+@settings(max_examples=1500)
+@given(problems(), st.booleans())
+def test_gumbel_softmax_finite(p: Problem, hard: bool):
+    y = gumbel_softmax(p.logits, p.tau, hard=hard, dim=p.dim, generator=_gen(p))
+    assert y.dtype == p.dtype and y.shape == p.logits.shape
+    assert bool(torch.isfinite(y).all())
+    if hard:
+        _check_one_hot(y, p)
+    else:
+        assert bool(((y >= 0) & (y <= 1)).all())
+        assert bool((y[p.mask] == 0).all())
+        k = p.logits.shape[p.dim]
+        eps = torch.finfo(p.dtype).eps
+        assert float((y.detach().double().sum(p.dim) - 1).abs().max()) <= k * eps
+    _check_grads(p, y)
+
+
+@settings(max_examples=500)
+@given(problems())
+def test_gumbel_softmax_sample_finite(p: Problem):
+    s = gumbel_softmax_sample(p.logits, p.tau, dim=p.dim, generator=_gen(p))
+    assert bool(torch.isfinite(s.soft).all())
+    _check_one_hot(s.hard, p)
+    assert torch.equal(s.hard.argmax(p.dim), s.index)
+    assert not bool(p.mask.gather(p.dim % p.mask.ndim, s.index.unsqueeze(p.dim)).any())
+    _check_grads(p, s.hard + s.soft)
+
+
+@settings(max_examples=500)
+@given(problems())
+def test_gumbel_max_never_masked(p: Problem):
+    idx = gumbel_max(p.logits, dim=p.dim, generator=_gen(p))
+    d = p.dim % p.logits.ndim
+    assert idx.dtype == torch.long
+    assert idx.shape == p.logits.shape[:d] + p.logits.shape[d + 1 :]
+    assert bool(((idx >= 0) & (idx < p.logits.shape[d])).all())
+    assert not bool(p.mask.gather(d, idx.unsqueeze(d)).any())
+
+
+@settings(max_examples=500)
+@given(problems(), st.data())
+def test_gumbel_topk_distinct_and_never_masked(p: Problem, data: st.DataObject):
+    d = p.dim % p.logits.ndim
+    allowed = int((~p.mask).sum(d).min())
+    k = data.draw(st.integers(1, allowed), label="k")
+    idx = gumbel_topk(p.logits, k, dim=p.dim, generator=_gen(p))
+    assert idx.shape == p.logits.shape[:d] + (k,) + p.logits.shape[d + 1 :]
+    assert not bool(p.mask.gather(d, idx).any())
+    srt = idx.sort(dim=d).values
+    assert bool((srt.diff(dim=d) > 0).all()) if k > 1 else True  # k distinct categories
