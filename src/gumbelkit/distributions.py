@@ -173,23 +173,28 @@ class Gumbel(Distribution):
 
     # ---- densities ---------------------------------------------------------------------------
 
-    def _z(self, value: Tensor) -> Tensor:
+    def _z(self, value: Tensor) -> tuple[Tensor, torch.dtype]:
+        """``(value - loc) / scale`` in the compute dtype, and the dtype to return."""
         if self._validate_args:
             self._validate_sample(value)
-        return (value - self.loc) / self.scale
+        out = torch.promote_types(value.dtype, self.loc.dtype)
+        cdt = _compute_dtype(out)
+        return (value.to(cdt) - self.loc.to(cdt)) / self.scale.to(cdt), out
 
     def log_prob(self, value: Tensor) -> Tensor:
-        z = self._z(value)
+        z, out = self._z(value)
         # z = -inf would give -(-inf) - inf = NaN; the density there is 0
-        lp = -z - torch.exp(-z) - self.scale.log()
-        return torch.where(torch.isneginf(z), torch.full_like(lp, -math.inf), lp)
+        lp = -z - torch.exp(-z) - self.scale.to(z.dtype).log()
+        return torch.where(torch.isneginf(z), torch.full_like(lp, -math.inf), lp).to(out)
 
     def cdf(self, value: Tensor) -> Tensor:
-        return torch.exp(-torch.exp(-self._z(value)))
+        z, out = self._z(value)
+        return torch.exp(-torch.exp(-z)).to(out)
 
     def log_cdf(self, value: Tensor) -> Tensor:
         r""":math:`\log F(x) = -e^{-z}`: exact in closed form, no cancellation."""
-        return -torch.exp(-self._z(value))
+        z, out = self._z(value)
+        return (-torch.exp(-z)).to(out)
 
     def log_survival(self, value: Tensor) -> Tensor:
         r""":math:`\log(1 - F(x)) = \log(1 - e^{-t})`, :math:`t = e^{-z}`, stable in both tails.
@@ -198,19 +203,22 @@ class Gumbel(Distribution):
         :math:`\log t + \log\frac{1 - e^{-t}}{t} = -z - t/2 + t^2/24 - \dots`, which also
         stays finite where :math:`t` underflows to 0.
         """
-        z = self._z(value)
+        z, out = self._z(value)
         t = torch.exp(-z)
         tiny_t = t < 1e-8
         safe_t = torch.where(tiny_t, torch.ones_like(t), t)  # keep the log branch away from t = 0
-        return torch.where(tiny_t, -z - 0.5 * t, _log1mexp(safe_t))
+        return torch.where(tiny_t, -z - 0.5 * t, _log1mexp(safe_t)).to(out)
 
     def icdf(self, value: Tensor) -> Tensor:
         if self._validate_args:
             if not isinstance(value, Tensor):
                 raise ValueError("The value argument to icdf must be a Tensor")
-            if not torch._is_all_true(constraints.unit_interval.check(value)):
+            if not bool(constraints.unit_interval.check(value).all()):
                 raise ValueError(f"icdf: value must be a probability in [0, 1], got {value}")
-        return self.loc - self.scale * torch.log(-torch.log(value))
+        out = torch.promote_types(value.dtype, self.loc.dtype)
+        cdt = _compute_dtype(out)
+        q = value.to(cdt)
+        return (self.loc.to(cdt) - self.scale.to(cdt) * torch.log(-torch.log(q))).to(out)
 
     # ---- summaries ---------------------------------------------------------------------------
 
@@ -274,7 +282,8 @@ def _check_temperature(temperature: object, dtype: torch.dtype, device: torch.de
     t = check_tau(temperature, "temperature")
     if isinstance(t, Tensor):
         return t
-    return torch.tensor(t, dtype=dtype, device=device)
+    # a number is stored in float32 or better: bfloat16 would turn 0.01 into 0.01001
+    return torch.tensor(t, dtype=_compute_dtype(dtype), device=device)
 
 
 def _batch_with_temperature(param_batch: torch.Size, temperature: Tensor) -> torch.Size:
@@ -310,7 +319,7 @@ class GumbelSoftmax(Distribution):
         y = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
         g_k \sim \mathrm{Gumbel}(0, 1)\ \text{i.i.d.},
 
-    and its density (Maddison et al. 2017, eq. (4)) with respect to Lebesgue measure on the
+    and its density (Maddison et al. 2017, Sec. 3.2, Definition 1) with respect to Lebesgue measure on the
     first :math:`K - 1` coordinates, with :math:`\alpha_k = e^{\ell_k}`, is
 
     .. math::
@@ -566,7 +575,7 @@ class RelaxedBernoulli(Distribution):
         L = g_1 - g_2 \sim \mathrm{Logistic}(0, 1),\ g_i \sim \mathrm{Gumbel}(0, 1),
 
     (the :math:`K = 2` Gumbel-Softmax: :math:`y` is the first coordinate of
-    ``softmax(([l, 0] + g) / tau)``), and its density (Maddison et al. 2017, Section 3.3) is
+    ``softmax(([l, 0] + g) / tau)``), and its density (Maddison et al. 2017, Sec. 3, the binary case) is
 
     .. math::
         p(y) = \frac{\tau\, \alpha\, y^{-\tau-1} (1-y)^{-\tau-1}}
