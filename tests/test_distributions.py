@@ -123,7 +123,9 @@ def test_gumbel_infinite_values() -> None:
 
 @pytest.mark.parametrize("loc,scale", GUMBEL_PARAMS)
 def test_gumbel_icdf_against_scipy(loc: float, scale: float) -> None:
-    q = np.concatenate([np.logspace(-300, -1, 60), np.linspace(0.1, 0.9, 17), 1 - np.logspace(-15, -1, 30)])
+    q = np.concatenate(
+        [np.logspace(-300, -1, 60), np.linspace(0.1, 0.9, 17), 1 - np.logspace(-15, -1, 30)]
+    )
     got = Gumbel(_t(loc), _t(scale)).icdf(_t(q)).numpy()
     ref = sps.gumbel_r(loc=loc, scale=scale).ppf(q)
     # both evaluate loc - scale log(-log q) from the same float q: only rounding differs; the
@@ -238,7 +240,9 @@ def test_gumbel_softmax_log_prob_matches_torch(temperature: float, gen) -> None:
     y = ours.sample((200,), generator=gen(1))  # (200, 3, 6)
     # well-conditioned: no entry underflowed (torch's log_prob takes log(value) directly)
     assert (y > 0).all()
-    np.testing.assert_allclose(ours.log_prob(y).numpy(), ref.log_prob(y).numpy(), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(
+        ours.log_prob(y).numpy(), ref.log_prob(y).numpy(), rtol=1e-10, atol=1e-9
+    )
     assert torch.allclose(ours.probs, ref.probs, rtol=1e-14)
     assert torch.allclose(ours.logits, ref.logits, rtol=1e-14)
 
@@ -252,7 +256,9 @@ def test_gumbel_softmax_tensor_temperature_and_probs_match_torch(gen) -> None:
     # torch's log_prob does not broadcast a batched temperature: compare one row at a time
     for i in range(2):
         ref = torch.distributions.RelaxedOneHotCategorical(temp[i], probs=probs[i])
-        np.testing.assert_allclose(lp[:, i].numpy(), ref.log_prob(y[:, i]).numpy(), rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(
+            lp[:, i].numpy(), ref.log_prob(y[:, i]).numpy(), rtol=1e-10, atol=1e-9
+        )
 
 
 def test_gumbel_softmax_masked_log_prob(gen) -> None:
@@ -328,10 +334,16 @@ def test_gumbel_softmax_density_integrates_to_one_k2(temperature: float, logit: 
 
 def test_gumbel_softmax_k2_equals_relaxed_bernoulli() -> None:
     # two independent formulas (logsumexp form vs log-sigmoid form) of the same density
-    y = _t(np.concatenate([np.logspace(-300, -1, 40), np.linspace(0.1, 0.9, 9), 1 - np.logspace(-15, -1, 20)]))
+    y = _t(
+        np.concatenate(
+            [np.logspace(-300, -1, 40), np.linspace(0.1, 0.9, 9), 1 - np.logspace(-15, -1, 20)]
+        )
+    )
     for temperature, logit in [(0.01, 0.4), (0.5, -1.0), (2.0, 3.0)]:
         bern = RelaxedBernoulli(temperature, logits=_t(logit)).log_prob(y)
-        cat = GumbelSoftmax(temperature, logits=_t([logit, 0.0])).log_prob(torch.stack([y, 1 - y], -1))
+        cat = GumbelSoftmax(temperature, logits=_t([logit, 0.0])).log_prob(
+            torch.stack([y, 1 - y], -1)
+        )
         assert torch.isfinite(bern).all()
         np.testing.assert_allclose(bern.numpy(), cat.numpy(), rtol=1e-11, atol=1e-10)
 
@@ -385,14 +397,32 @@ def test_gumbel_softmax_reproducible_and_equal_to_functional(gen) -> None:
     assert torch.equal(a, ref)
 
 
-@pytest.mark.parametrize("cls", [GumbelSoftmax, GumbelSoftmaxStraightThrough, RelaxedBernoulli, RelaxedBernoulliStraightThrough])
-@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf, torch.tensor([1.0, 0.0]), torch.tensor(math.nan), "1.0"])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        GumbelSoftmax,
+        GumbelSoftmaxStraightThrough,
+        RelaxedBernoulli,
+        RelaxedBernoulliStraightThrough,
+    ],
+)
+@pytest.mark.parametrize(
+    "bad", [0.0, -1.0, math.nan, math.inf, torch.tensor([1.0, 0.0]), torch.tensor(math.nan), "1.0"]
+)
 def test_bad_temperature_raises_naming_it(cls, bad) -> None:
     with pytest.raises(ValueError, match="temperature"):
         cls(bad, logits=torch.zeros(2))
 
 
-@pytest.mark.parametrize("cls", [GumbelSoftmax, GumbelSoftmaxStraightThrough, RelaxedBernoulli, RelaxedBernoulliStraightThrough])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        GumbelSoftmax,
+        GumbelSoftmaxStraightThrough,
+        RelaxedBernoulli,
+        RelaxedBernoulliStraightThrough,
+    ],
+)
 def test_logits_probs_both_or_neither_raises(cls) -> None:
     with pytest.raises(ValueError, match="exactly one of logits or probs.*both"):
         cls(1.0, logits=torch.zeros(2), probs=torch.full((2,), 0.5))
@@ -502,7 +532,9 @@ def test_straight_through_log_prob_is_categorical(gen) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_relaxed_bernoulli_straight_through_exact_with_soft_gradient(dtype: torch.dtype, gen) -> None:
+def test_relaxed_bernoulli_straight_through_exact_with_soft_gradient(
+    dtype: torch.dtype, gen
+) -> None:
     base = torch.tensor([-2.0, -0.3, 0.0, 0.8, 3.0])
     w = torch.randn(200, 5).to(dtype)
     out = []
@@ -538,14 +570,20 @@ def test_relaxed_bernoulli_straight_through_log_prob_is_bernoulli(gen) -> None:
 def test_relaxed_bernoulli_log_prob_matches_torch(temperature: float) -> None:
     # torch clamps values to [eps, 1 - eps] before its logit: compare on [1e-6, 1 - 1e-6],
     # where neither implementation clamps and both are well-conditioned
-    y = _t(np.concatenate([np.logspace(-6, -1, 30), np.linspace(0.1, 0.9, 17), 1 - np.logspace(-6, -1, 30)]))
+    y = _t(
+        np.concatenate(
+            [np.logspace(-6, -1, 30), np.linspace(0.1, 0.9, 17), 1 - np.logspace(-6, -1, 30)]
+        )
+    )
     logits = _t([-3.0, -0.5, 0.0, 1.0, 5.0]).unsqueeze(-1)
     ours = RelaxedBernoulli(temperature, logits=logits).log_prob(y)
     ref = torch.distributions.RelaxedBernoulli(_t(temperature), logits=logits).log_prob(y)
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("temperature,logit", [(0.2, 0.0), (0.5, 1.0), (1.0, -2.0), (2.0, 0.5), (5.0, 3.0)])
+@pytest.mark.parametrize(
+    "temperature,logit", [(0.2, 0.0), (0.5, 1.0), (1.0, -2.0), (2.0, 0.5), (5.0, 3.0)]
+)
 def test_relaxed_bernoulli_integrates_to_one(temperature: float, logit: float) -> None:
     # float64 cannot resolve y within 1e-16 of 1, where the mass is about e^logit (1e-16)^tau
     # (6e-4 at tau = 0.2), so (1/2, 1) is integrated through the exact symmetry
@@ -554,22 +592,39 @@ def test_relaxed_bernoulli_integrates_to_one(temperature: float, logit: float) -
     hi = RelaxedBernoulli(temperature, logits=_t(-logit))
     y = _t(1 - np.logspace(-15, np.log10(0.5), 60))  # upper half, as floats
     u = 1 - y  # exact (Sterbenz): the mirror point of each float y
-    np.testing.assert_allclose(lo.log_prob(y).numpy(), hi.log_prob(u).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        lo.log_prob(y).numpy(), hi.log_prob(u).numpy(), rtol=1e-12, atol=1e-12
+    )
     first = _half_integral(lambda s: lo.log_prob(_t(s)).item(), temperature)
     second = _half_integral(lambda s: hi.log_prob(_t(s)).item(), temperature)
     assert first + second == pytest.approx(1.0, abs=1e-9), (first, second)
     # plain quad over (0, 1) in y agrees where the density is bounded (tau >= 1)
     if temperature >= 1:
-        plain, _ = integrate.quad(lambda v: math.exp(lo.log_prob(_t(v)).item()), 0.0, 1.0, limit=200)
+        plain, _ = integrate.quad(
+            lambda v: math.exp(lo.log_prob(_t(v)).item()), 0.0, 1.0, limit=200
+        )
         assert plain == pytest.approx(1.0, abs=1e-7)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("temperature", [0.01, 0.5, 5.0])
-def test_relaxed_bernoulli_log_prob_finite_near_0_and_1(dtype: torch.dtype, temperature: float) -> None:
+def test_relaxed_bernoulli_log_prob_finite_near_0_and_1(
+    dtype: torch.dtype, temperature: float
+) -> None:
     fi = torch.finfo(dtype)
     y = torch.tensor(
-        [0.0, fi.smallest_normal / 4, fi.tiny, 1e-30, 1e-8, 0.5, 1 - 1e-6, 1 - fi.eps, 1 - fi.eps / 2, 1.0],
+        [
+            0.0,
+            fi.smallest_normal / 4,
+            fi.tiny,
+            1e-30,
+            1e-8,
+            0.5,
+            1 - 1e-6,
+            1 - fi.eps,
+            1 - fi.eps / 2,
+            1.0,
+        ],
         dtype=dtype,
     )
     logits = torch.tensor([-4.0, 0.0, 4.0], dtype=dtype).unsqueeze(-1)

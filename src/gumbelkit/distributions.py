@@ -257,7 +257,9 @@ class _DtypeSimplex(constraints.Constraint):
     def check(self, value: Tensor) -> Tensor:
         eps = torch.finfo(value.dtype).eps if value.is_floating_point() else 0.0
         tol = max(1e-6, value.shape[-1] * eps)
-        total = value.sum(-1, dtype=_compute_dtype(value.dtype) if value.is_floating_point() else None)
+        total = value.sum(
+            -1, dtype=_compute_dtype(value.dtype) if value.is_floating_point() else None
+        )
         return torch.all(value >= 0, dim=-1) & ((total - 1).abs() <= tol)
 
     def __repr__(self) -> str:
@@ -319,8 +321,8 @@ class GumbelSoftmax(Distribution):
         y = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
         g_k \sim \mathrm{Gumbel}(0, 1)\ \text{i.i.d.},
 
-    and its density (Maddison et al. 2017, Sec. 3.2, Definition 1) with respect to Lebesgue measure on the
-    first :math:`K - 1` coordinates, with :math:`\alpha_k = e^{\ell_k}`, is
+    and its density (Maddison et al. 2017, Sec. 3.2, Definition 1) with respect to Lebesgue
+    measure on the first :math:`K - 1` coordinates, with :math:`\alpha_k = e^{\ell_k}`, is
 
     .. math::
         p(y) = (K-1)!\,\tau^{K-1}
@@ -485,7 +487,9 @@ class GumbelSoftmax(Distribution):
         # interior point, so the log stays finite
         log_v = torch.where(masked, zero, v.clamp(min=torch.finfo(cdt).tiny).log())
         lz = torch.where(masked, zero, logits)  # masked terms drop out of the sums
-        score = torch.where(masked, torch.full((), -math.inf, dtype=cdt, device=v.device), lz - tau * log_v)
+        score = torch.where(
+            masked, torch.full((), -math.inf, dtype=cdt, device=v.device), lz - tau * log_v
+        )
         k = (~masked).sum(-1).to(cdt)  # K', the number of unmasked categories
         tau_b = tau.squeeze(-1)
         lp = (
@@ -575,7 +579,8 @@ class RelaxedBernoulli(Distribution):
         L = g_1 - g_2 \sim \mathrm{Logistic}(0, 1),\ g_i \sim \mathrm{Gumbel}(0, 1),
 
     (the :math:`K = 2` Gumbel-Softmax: :math:`y` is the first coordinate of
-    ``softmax(([l, 0] + g) / tau)``), and its density (Maddison et al. 2017, Sec. 3, the binary case) is
+    ``softmax(([l, 0] + g) / tau)``), and its density (Maddison et al. 2017, Sec. 3, the
+    binary case) is
 
     .. math::
         p(y) = \frac{\tau\, \alpha\, y^{-\tau-1} (1-y)^{-\tau-1}}
@@ -755,4 +760,3 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
         b = value.to(cdt)
         lg = self.logits.to(cdt)
         return (b * F.logsigmoid(lg) + (1 - b) * F.logsigmoid(-lg)).to(out_dtype)
-
