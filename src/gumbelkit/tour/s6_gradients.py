@@ -1,0 +1,185 @@
+"""Section 6: bias and variance of gradient estimators against the exact gradient.
+
+The problem is small enough to enumerate: three categorical variables with four categories each
+(64 configurations) and a fixed random quadratic loss. The exact gradient of
+:math:`\\mathbb{E}_z[f(z)]` is the gradient of a 64-term sum. Estimators come from
+:mod:`gumbelkit.estimators` when that package is installed (every registered estimator that accepts
+the temperature), otherwise from the core: the soft relaxation and straight-through
+Gumbel-Softmax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from gumbelkit.functional import gumbel_softmax
+from gumbelkit.tour._report import Section, TourContext, fmt
+
+TITLE = "Gradients"
+N_VARS, K, OUT = 3, 4, 5
+Estimator = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+
+def _problem(gen: torch.Generator) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    logits = torch.randn(N_VARS, K, generator=gen, dtype=torch.float64)  # (N, K)
+    A = torch.randn(OUT, N_VARS * K, generator=gen, dtype=torch.float64)  # (OUT, N*K) a linear decoder
+    b = torch.randn(OUT, generator=gen, dtype=torch.float64)  # (OUT,)
+
+    def f(z: torch.Tensor) -> torch.Tensor:  # z: (*, N, K) -> (*,)
+        r = z.flatten(-2) @ A.T - b  # (*, OUT)
+        return (r * r).sum(-1)
+
+    return logits, f
+
+
+def exact_gradient(logits: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Gradient of E_z[f(z)], z_i ~ Categorical(softmax(logits_i)), by enumerating every z."""
+    n, k = logits.shape
+    configs = torch.tensor(list(itertools.product(range(k), repeat=n)))  # (k^n, n)
+    onehots = torch.nn.functional.one_hot(configs, k).to(logits.dtype)  # (k^n, n, k)
+    theta = logits.detach().clone().requires_grad_()
+    logp = torch.log_softmax(theta, -1)  # (n, k)
+    prob = logp.gather(1, configs.T).sum(0).exp()  # (k^n,) probability of each configuration
+    (g,) = torch.autograd.grad((prob * f(onehots)).sum(), theta)
+    return g
+
+
+def _core_estimators() -> dict[str, tuple[Estimator, float]]:
+    return {
+        "gs (soft)": (lambda lg, tau, gen: gumbel_softmax(lg, tau=tau, generator=gen), 0.0),
+        "st_gs": (lambda lg, tau, gen: gumbel_softmax(lg, tau=tau, hard=True, generator=gen), 0.0),
+    }
+
+
+def _registry_estimators() -> tuple[dict[str, tuple[Estimator, float]], str]:
+    """Estimators of ``gumbelkit.estimators`` usable as ``sample(logits, name, tau).hard``."""
+    try:
+        est: Any = importlib.import_module("gumbelkit.estimators")
+        registered = list(est.names())
+    except (ImportError, AttributeError):
+        return _core_estimators(), "core (gumbelkit.estimators not installed)"
+    out: dict[str, tuple[Estimator, float]] = {}
+    for name in registered:
+        min_tau = 1.0 if name == "reinmax" else 0.0  # ReinMax is defined for tau >= 1
+
+        def fn(lg: torch.Tensor, tau: float, gen: torch.Generator, _n: str = name) -> torch.Tensor:
+            return est.sample(lg, _n, tau=tau, dim=-1, generator=gen).hard
+
+        try:  # estimators that need more than (logits, tau), e.g. a score-function one, are skipped
+            probe = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+            fn(probe, 1.0, torch.Generator().manual_seed(0)).sum().backward()
+            if probe.grad is None:
+                continue
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        out[name] = (fn, min_tau)
+    return out, "gumbelkit.estimators registry"
+
+
+def estimator_stats(
+    fn: Estimator, logits: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor], tau: float,
+    m: int, gen: torch.Generator, exact: torch.Tensor,
+) -> dict[str, float]:
+    """Relative bias, relative variance and cosine similarity of one estimator over ``m`` draws."""
+    theta = logits.detach().expand(m, *logits.shape).clone().requires_grad_()  # (m, N, K)
+    f(fn(theta, tau, gen)).sum().backward()  # each draw's loss depends only on its own copy
+    assert theta.grad is not None
+    grads = theta.grad.flatten(1)  # (m, N*K) one gradient estimate per draw
+    e = exact.flatten()
+    mean = grads.mean(0)
+    norm2 = float(e @ e)
+    var = float(((grads - mean) ** 2).sum(1).mean())
+    return {
+        "relative_bias": float((mean - e).norm()) / norm2**0.5,
+        "relative_variance": var / norm2,
+        "relative_mse": float(((grads - e) ** 2).sum(1).mean()) / norm2,
+        "cosine_mean_vs_exact": float(mean @ e) / (float(mean.norm()) * norm2**0.5 + 1e-300),
+        # the bias estimate itself has Monte Carlo error about sqrt(variance / m)
+        "bias_noise_floor": (var / norm2 / m) ** 0.5,
+    }
+
+
+def run(ctx: TourContext) -> Section:
+    gen = ctx.generator(6)
+    logits, f = _problem(gen)
+    exact = exact_gradient(logits, f)
+    estimators, source = _registry_estimators()
+    taus = np.logspace(-1, 1, ctx.sizes.grad_taus)
+    m = ctx.sizes.grad_samples
+    bar = ctx.bar(f"6 {TITLE}", total=len(estimators) * len(taus) + 1)
+    stats: dict[str, dict[str, Any]] = {}
+    for name, (fn, min_tau) in estimators.items():
+        rows = []
+        for tau in taus:
+            if tau >= min_tau - 1e-12:
+                rows.append({"tau": float(tau), **estimator_stats(fn, logits, f, float(tau), m, gen, exact)})
+            bar.update()
+        stats[name] = {"min_tau": min_tau, "per_tau": rows}
+
+    fig = Figure(figsize=(12, 3.7), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    for name, s in stats.items():
+        t = [r["tau"] for r in s["per_tau"]]
+        (line,) = ax1.loglog(t, [r["relative_bias"] for r in s["per_tau"]], "o-", ms=3, label=name)
+        c = line.get_color()
+        ax1.loglog(t, [r["bias_noise_floor"] for r in s["per_tau"]], ":", color=c, lw=0.7, alpha=0.7)
+        ax2.loglog(t, [r["relative_variance"] for r in s["per_tau"]], "o-", ms=3, label=name, color=c)
+        ax3.semilogx(t, [r["cosine_mean_vs_exact"] for r in s["per_tau"]], "o-", ms=3, label=name, color=c)
+    ax1.set_title("relative bias |E[g] - grad| / |grad|\n(dotted: Monte Carlo floor)", fontsize=9)
+    ax2.set_title("relative variance E|g - E[g]|^2 / |grad|^2", fontsize=9)
+    ax3.set_title("cosine(E[g], grad): direction only", fontsize=9)
+    ax3.axhline(1.0, color="black", lw=0.6, ls="--")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("tau")
+    ax3.legend(fontsize=7)
+    f1 = ctx.save_figure(fig, "s6_gradients", f"Bias and variance of each gradient estimator against the exact gradient (enumeration of {K**N_VARS} configurations), {m:,} draws per point. Estimators: {source}.")
+    bar.update()
+    bar.close()
+
+    numbers = {
+        "problem": {"variables": N_VARS, "categories": K, "configurations": K**N_VARS,
+                    "loss": "f(z) = |A vec(z) - b|^2, A (5 x 12) and b random (seeded)"},
+        "logits": logits.tolist(),
+        "exact_gradient": exact.tolist(),
+        "draws_per_point": m,
+        "estimator_source": source,
+        "estimators": stats,
+    }
+    table = []
+    for name, s in stats.items():
+        for r in s["per_tau"]:
+            if any(abs(r["tau"] - t) < 1e-9 for t in (taus[0], taus[len(taus) // 2], taus[-1])):
+                table.append((f"{name}, tau = {r['tau']:.3g}: relative bias / variance / cosine",
+                              f"{fmt(r['relative_bias'], 3)} / {fmt(r['relative_variance'], 3)} / "
+                              f"{fmt(r['cosine_mean_vs_exact'], 4)}"))
+    st = stats.get("st_gs", {}).get("per_tau", [])
+    trend = ""
+    if len(st) >= 2:
+        trend = (f" For straight-through Gumbel-Softmax the bias goes from {st[0]['relative_bias']:.3g} "
+                 f"at tau = {st[0]['tau']:.3g} to {st[-1]['relative_bias']:.3g} at tau = {st[-1]['tau']:.3g}, "
+                 f"and the variance from {st[0]['relative_variance']:.3g} to {st[-1]['relative_variance']:.3g}.")
+    paragraphs = [
+        f"For {N_VARS} categorical variables with {K} categories the expected loss is a sum over "
+        f"{K**N_VARS} configurations, so its exact gradient is known and every estimator can be "
+        "measured against it: bias is how far the average estimate is from the truth, variance how "
+        "much single estimates scatter." + trend,
+        "The soft relaxation is biased because it differentiates a different objective (the loss "
+        "of a soft vector). At large tau every relaxed gradient shrinks like 1/tau, so the relative "
+        "bias tends to 1 even where the direction (cosine) stays good; below the dotted noise floor "
+        "a bias is too small to measure with this many draws.",
+    ]
+    headline = f"{len(stats)} estimators"
+    if len(st) >= 2:
+        headline += (f"; st_gs relative bias {st[0]['relative_bias']:.2g} at tau={st[0]['tau']:.2g}, "
+                     f"{st[-1]['relative_bias']:.2g} at tau={st[-1]['tau']:.2g}")
+    return Section(
+        number=6, key="gradients", title=TITLE, paragraphs=paragraphs, figures=[f1],
+        numbers=numbers, table=table, headline=headline,
+    )

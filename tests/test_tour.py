@@ -1,0 +1,206 @@
+"""Smoke and sanity tests of ``gumbelkit tour --quick``: files, PNGs, results.json, HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from gumbelkit import cli
+from gumbelkit.tour import main as tour_main
+from gumbelkit.tour._report import Sizes, TourContext, to_jsonable
+from gumbelkit.tour.s6_gradients import exact_gradient
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECTION_KEYS = ["gumbel_distribution", "gumbel_max", "temperature", "pipelines", "annealing",
+                "gradients", "use_cases"]
+
+
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run ``gumbelkit tour --quick`` once per test session (shared with test_tour_browser.py)."""
+    out = tmp_path_factory.getbasetemp() / "tour-quick"
+    if not (out / "index.html").exists():
+        rc = cli.main(["tour", "--quick", "--out", str(out), "--seed", "0", "--no-progress"])
+        assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quick_report(tmp_path_factory)
+
+
+def _strict_json(path: Path) -> Any:
+    def reject(token: str) -> None:
+        raise ValueError(f"{path} contains {token}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+
+
+def _walk(obj: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        return [kv for k, v in obj.items() for kv in _walk(v, f"{path}/{k}")]
+    if isinstance(obj, list):
+        return [kv for i, v in enumerate(obj) for kv in _walk(v, f"{path}[{i}]")]
+    return [(path, obj)]
+
+
+@pytest.fixture(scope="module")
+def results(report: Path) -> dict[str, Any]:
+    return _strict_json(report / "results.json")
+
+
+def test_report_files(report: Path, results: dict[str, Any]) -> None:
+    assert (report / "index.html").stat().st_size > 10_000
+    assert list(results["sections"]) == SECTION_KEYS
+    listed = sorted(f for s in results["sections"].values() for f in s["figures"])
+    on_disk = sorted(f"figures/{p.name}" for p in (report / "figures").glob("*.png"))
+    assert listed == on_disk
+    assert all(s["figures"] for s in results["sections"].values()), "every section has a figure"
+
+
+def test_every_png_is_valid(report: Path, results: dict[str, Any]) -> None:
+    for s in results["sections"].values():
+        for rel in s["figures"]:
+            data = (report / rel).read_bytes()
+            assert data[:8] == PNG_MAGIC, rel
+            assert data[12:16] == b"IHDR", rel
+            width, height = struct.unpack(">II", data[16:24])
+            assert width >= 200 and height >= 150, (rel, width, height)
+            assert 5_000 < len(data) < 1_000_000, (rel, len(data))
+            assert data.rstrip(b"\x00")[-8:-4] == b"IEND", rel
+
+
+def test_results_json_has_no_nan_and_sane_numbers(results: dict[str, Any]) -> None:
+    leaves = _walk(results)
+    for path, v in leaves:
+        if isinstance(v, float):
+            assert math.isfinite(v), path
+    assert results["meta"]["quick"] is True
+
+
+def test_p_values_present_and_sane(results: dict[str, Any]) -> None:
+    # Every test below has an exact null hypothesis (the sampler is exact), so each p-value is
+    # uniform on (0, 1). The run is seeded, hence deterministic; for an arbitrary seed the chance
+    # that one of these 6 p-values falls below 1e-4 is at most 6e-4.
+    pvalues = {path: v for path, v in _walk(results) if path.endswith("/pvalue")}
+    s1 = results["sections"]["gumbel_distribution"]["numbers"]
+    s2 = results["sections"]["gumbel_max"]["numbers"]
+    assert set(pvalues) >= {
+        "/sections/gumbel_distribution/numbers/ks_float64/pvalue",
+        "/sections/gumbel_distribution/numbers/ks_float32/pvalue",
+        "/sections/gumbel_max/numbers/gumbel_max/skewed/pvalue",
+        "/sections/gumbel_max/numbers/gumbel_max/tiny/pvalue",
+        "/sections/gumbel_max/numbers/gumbel_max/masked/pvalue",
+        "/sections/gumbel_max/numbers/gumbel_topk/pvalue",
+    }
+    for path, p in pvalues.items():
+        assert isinstance(p, float) and 0.0 < p <= 1.0, (path, p)
+        assert p > 1e-4, (path, p)
+    for name in ("skewed", "tiny", "masked"):
+        r = s2["gumbel_max"][name]
+        assert sum(r["counts"]) == r["samples"]
+        assert r["chi2"] >= 0 and r["df"] == sum(1 for p in r["p"] if p > 0) - 1
+    assert s2["gumbel_max"]["masked"]["masked_draws"] == 0
+    assert s2["gumbel_topk"]["df"] == 59  # 5 * 4 * 3 ordered triples - 1
+    for r in s1["range_per_dtype"].values():
+        assert r["all_finite"] is True
+        assert s1["library_bounds"]["min"] <= r["observed_min"] <= r["observed_max"]
+        assert r["observed_max"] <= s1["library_bounds"]["max"] + 0.25  # + half-precision rounding
+
+
+def test_section_numbers_sane(results: dict[str, Any]) -> None:
+    sec = {k: v["numbers"] for k, v in results["sections"].items()}
+    t = sec["temperature"]
+    assert t["expected_max_entry"][0] > 0.95  # tau = 0.01: nearly one-hot
+    assert t["expected_max_entry"][-1] < 0.36  # tau = 100: nearly uniform (1/3)
+    assert abs(t["expected_entropy"][-1] - math.log(3)) < 0.02
+    assert all(a >= b - 0.02 for a, b in zip(t["expected_max_entry"], t["expected_max_entry"][1:], strict=False))
+    p4 = sec["pipelines"]
+    assert p4["max_abs_error_dCE_vs_p_minus_onehot"] < 1e-12
+    assert p4["max_abs_error_soft_vs_by_hand"] < 1e-12
+    assert p4["hard_is_exact_one_hot"] and p4["gumbel_softmax_hard_same_noise_equal"]
+    assert p4["sampled_index"] == p4["argmax_logits_plus_noise"]
+    a5 = sec["annealing"]
+    assert a5["exact_optimum"] == pytest.approx(0.45**2)
+    for c in a5["configs"].values():
+        # the exact expected loss can never be below the optimum (every term is >= 0.45^p)
+        assert c["final_expected_loss_mean"] >= a5["exact_optimum"] - 1e-12
+        assert c["final_expected_loss_mean"] < 0.2525  # start is about 0.2525 (q = 1/2)
+    g6 = sec["gradients"]
+    assert len(g6["estimators"]) >= 2
+    for e in g6["estimators"].values():
+        for r in e["per_tau"]:
+            assert r["relative_bias"] >= 0 and r["relative_variance"] >= 0
+            assert -1.0 - 1e-9 <= r["cosine_mean_vs_exact"] <= 1.0 + 1e-9
+
+
+def test_html_page(report: Path, results: dict[str, Any]) -> None:
+    page = (report / "index.html").read_text(encoding="utf-8")
+    for s in results["sections"].values():
+        assert f"<h2>{s['number']}. " in page
+        assert html.escape(s["headline"]) in page
+    # offline: no external scripts, styles or images
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    for tag in ("gk-tau", "gk-chart", "gk-new-noise"):
+        assert f'id="{tag}"' in page
+    # the embedded images are the PNG files, byte for byte
+    embedded = dict(re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*data-file="([^"]+)"', page))
+    by_file = {v: k for k, v in embedded.items()}
+    listed = [f for s in results["sections"].values() for f in s["figures"]]
+    assert sorted(by_file) == sorted(listed)
+    for rel, data in by_file.items():
+        assert base64.b64decode(data) == (report / rel).read_bytes()
+    # a few of the measured numbers, as shown
+    ks = results["sections"]["gumbel_distribution"]["numbers"]["ks_float64"]["pvalue"]
+    assert f"p = {ks:.3g}" in page
+
+
+def test_exact_gradient_matches_finite_differences() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+    A = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return ((z.flatten(-2) @ A.T) ** 2).sum(-1).sin()
+
+    def expectation(lg: torch.Tensor) -> float:
+        p = torch.softmax(lg, -1)
+        return sum(float(p[0, i] * p[1, j] * f(torch.eye(3, dtype=torch.float64)[[i, j]]))
+                   for i in range(3) for j in range(3))
+
+    g = exact_gradient(logits, f)
+    eps = 1e-6
+    for idx in [(0, 0), (0, 2), (1, 1)]:
+        up, dn = logits.clone(), logits.clone()
+        up[idx] += eps
+        dn[idx] -= eps
+        assert float(g[idx]) == pytest.approx((expectation(up) - expectation(dn)) / (2 * eps), abs=1e-7)
+
+
+def test_sections_are_reproducible(tmp_path: Path, results: dict[str, Any]) -> None:
+    from gumbelkit.tour import s4_pipelines
+
+    # rerunning a section with the same seed gives exactly the numbers of the full quick run
+    ctx = TourContext(out=tmp_path / "same", seed=0, quick=True, progress=False, sizes=Sizes.quick())
+    again = json.loads(json.dumps(to_jsonable(s4_pipelines.run(ctx).numbers)))
+    assert again == results["sections"]["pipelines"]["numbers"]
+    ctx = TourContext(out=tmp_path / "other", seed=1, quick=True, progress=False, sizes=Sizes.quick())
+    assert s4_pipelines.run(ctx).numbers["logits"] != again["logits"]
+
+
+@pytest.mark.parametrize("argv", [["--seed", "-1"], ["--seed", "x"], ["--bogus"]])
+def test_bad_arguments_exit_with_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        tour_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "seed must be a non-negative integer" in err or "unrecognized arguments" in err
