@@ -5,7 +5,14 @@ Gumbel noise that is never infinite, exact Gumbel-Max and Gumbel-top-k sampling,
 and module wrappers. Importing the package does no work beyond importing torch.
 """
 
+from gumbelkit import distributions
 from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
+from gumbelkit.distributions import (
+    Gumbel,
+    GumbelSoftmaxStraightThrough,
+    RelaxedBernoulli,
+    RelaxedBernoulliStraightThrough,
+)
 from gumbelkit.functional import (
     GumbelSoftmaxSample,
     gumbel_max,
@@ -40,10 +47,15 @@ __all__ = [
     "ConstantTau",
     "CosineTau",
     "ExponentialTau",
+    "Gumbel",
     "GumbelSoftmax",
     "GumbelSoftmaxSample",
+    "GumbelSoftmaxStraightThrough",
     "InverseTemperatureTau",
     "LinearTau",
+    "RelaxedBernoulli",
+    "RelaxedBernoulliStraightThrough",
+    "distributions",
     "exponential_noise",
     "get_schedule",
     "get_validate_args",
