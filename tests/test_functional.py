@@ -436,12 +436,32 @@ def test_gradcheck_soft_path_logits_and_tensor_tau(gen):
 
     assert torch.autograd.gradcheck(f, (logits, tau))
     assert torch.autograd.gradgradcheck(f, (logits, tau))
-    # float tau
-    assert torch.autograd.gradcheck(lambda lg: gumbel_softmax(lg, 0.4, noise=noise), (logits,))
-    # dim = 0
-    assert torch.autograd.gradcheck(
-        lambda lg: gumbel_softmax(lg, 0.4, dim=0, noise=noise), (logits,)
-    )
+
+
+@pytest.mark.parametrize("tau_kind", ["float", "tensor_no_grad"])
+@pytest.mark.parametrize("dim", [-1, 0])
+def test_gradcheck_logits_only(gen, tau_kind, dim):
+    # float64 gradcheck (and gradgradcheck) of the path taken when only the logits need a
+    # gradient (tau a number, or a tensor without grad), with a masked category
+    logits = torch.randn(3, 5, generator=gen(0), dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[1, 3] = True
+    noise = gumbel_noise((3, 5), dtype=torch.float64, generator=gen(1))
+    if tau_kind == "float":
+        tau: float | torch.Tensor = 0.4
+    else:  # one temperature per slice along dim
+        tau = torch.tensor(
+            [0.7, 1.3, 0.2] if dim == -1 else [0.7, 1.3, 0.2, 3.0, 0.5], dtype=torch.float64
+        )
+        tau = tau.unsqueeze(-1) if dim == -1 else tau.unsqueeze(0)
+
+    def f(lg):
+        return gumbel_softmax(_masked(lg, mask), tau, dim=dim, noise=noise)
+
+    ref = torch.softmax((_masked(logits, mask) + noise) / tau, dim=dim)
+    torch.testing.assert_close(f(logits), ref, rtol=1e-12, atol=1e-15)
+    assert torch.autograd.gradcheck(f, (logits,))
+    assert torch.autograd.gradgradcheck(f, (logits,))
 
 
 def test_straight_through_custom_backward(gen):

@@ -70,8 +70,13 @@ def problems(draw: st.DrawFn) -> Problem:
     else:
         # a float32 tensor tau broadcastable to the logits: per axis either 1 or the full size,
         # possibly with fewer leading axes; values spread around 10**log10_tau within [1e-4, 1e4]
+        # (size 1 along dim: one temperature per slice of categories)
         n_lead = draw(st.integers(0, ndim))
-        tshape = tuple(draw(st.sampled_from([1, s])) for s in shape[n_lead:])
+        tshape = tuple(
+            1 if i == d else draw(st.sampled_from([1, s]))
+            for i, s in enumerate(shape)
+            if i >= n_lead
+        )
         spread = torch.empty(tshape).uniform_(-1.0, 1.0, generator=g)
         t = (10.0 ** (log10_tau + spread)).clamp(1e-4, 1e4)
         tau = t.requires_grad_(True)
@@ -85,9 +90,9 @@ def _weights(p: Problem) -> torch.Tensor:
     return torch.empty(p.logits.shape, dtype=torch.float64).uniform_(-1.0, 1.0, generator=g)
 
 
-def _check_grads(p: Problem, out: torch.Tensor) -> None:
+def _check_grads(p: Problem, out: torch.Tensor, with_tau: bool = True) -> None:
     loss = (_weights(p).to(out.dtype) * out).sum()
-    inputs = [p.logits] + ([p.tau] if isinstance(p.tau, torch.Tensor) else [])
+    inputs = [p.logits] + ([p.tau] if with_tau and isinstance(p.tau, torch.Tensor) else [])
     grads = torch.autograd.grad(loss, inputs, allow_unused=False)
     for gr in grads:
         assert bool(torch.isfinite(gr).all()), gr
@@ -105,10 +110,23 @@ def _gen(p: Problem) -> torch.Generator:
     return torch.Generator().manual_seed(p.seed + 2)
 
 
-@settings(max_examples=1500)
-@given(problems(), st.booleans())
-def test_gumbel_softmax_finite(p: Problem, hard: bool):
-    y = gumbel_softmax(p.logits, p.tau, hard=hard, dim=p.dim, generator=_gen(p))
+GRAD_MODES = ["logits_and_tau", "logits_only", "no_grad"]
+
+
+def _detached(p: Problem, mode: str) -> tuple[torch.Tensor, float | torch.Tensor]:
+    """The problem's logits and tau with gradients as ``mode`` says (each takes its own path)."""
+    logits = p.logits if mode != "no_grad" else p.logits.detach()
+    tau = p.tau
+    if isinstance(tau, torch.Tensor) and mode != "logits_and_tau":
+        tau = tau.detach()
+    return logits, tau
+
+
+@settings(max_examples=1000)
+@given(problems(), st.booleans(), st.sampled_from(GRAD_MODES))
+def test_gumbel_softmax_finite(p: Problem, hard: bool, mode: str):
+    logits, tau = _detached(p, mode)
+    y = gumbel_softmax(logits, tau, hard=hard, dim=p.dim, generator=_gen(p))
     assert y.dtype == p.dtype and y.shape == p.logits.shape
     assert bool(torch.isfinite(y).all())
     if hard:
@@ -119,7 +137,21 @@ def test_gumbel_softmax_finite(p: Problem, hard: bool):
         k = p.logits.shape[p.dim]
         eps = torch.finfo(p.dtype).eps
         assert float((y.detach().double().sum(p.dim) - 1).abs().max()) <= k * eps
-    _check_grads(p, y)
+    if mode != "no_grad":
+        _check_grads(p, y, with_tau=mode == "logits_and_tau")
+    # every gradient mode takes its own code path; they must draw the same sample
+    other = GRAD_MODES[(GRAD_MODES.index(mode) + 1) % 3]
+    lo, to = _detached(p, other)
+    y2 = gumbel_softmax(lo, to, hard=hard, dim=p.dim, generator=_gen(p)).detach()
+    if hard:
+        assert torch.equal(y.detach(), y2)
+    else:
+        # same z = logits + g in both; only the rounding of (z - max) / tau may differ
+        cdt = torch.float64 if p.dtype == torch.float64 else torch.float32
+        big = float(p.logits.detach().float().nan_to_num(0.0, 0.0, 0.0).abs().max()) + 40.0
+        tau_min = float(p.tau.detach().min()) if isinstance(p.tau, torch.Tensor) else p.tau
+        tol = torch.finfo(p.dtype).eps + 64 * torch.finfo(cdt).eps * (1.0 + big / tau_min)
+        torch.testing.assert_close(y.detach(), y2, rtol=0.0, atol=min(tol, 1.0))
 
 
 @settings(max_examples=500)

@@ -70,6 +70,11 @@ def test_bad_tau_messages_state_the_allowed_values(fn):
         TAU_FNS[fn](torch.zeros(2, 3), torch.ones(4))
     with pytest.raises(ValueError, match="broadcastable to the logits' shape"):
         TAU_FNS[fn](torch.zeros(2, 3), torch.ones(5, 2, 3))  # would grow the output
+    # one temperature per slice: tau may not vary along the category dim
+    with pytest.raises(ValueError, match=r"tau must have size 1 along dim=1"):
+        TAU_FNS[fn](torch.zeros(2, 3), torch.ones(3))
+    with pytest.raises(ValueError, match=r"tau must have size 1 along dim=1"):
+        TAU_FNS[fn](torch.zeros(2, 3), torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("fn", list(SAMPLERS))

@@ -219,7 +219,7 @@ def _soft_from_perturbed(z: Tensor, tau: float | Tensor, dim: int) -> Tensor:
     return torch.softmax((z - zmax) / tau, dim=dim)
 
 
-def _check_tau_shape(tau: float | Tensor, logits: Tensor) -> None:
+def _check_tau_shape(tau: float | Tensor, logits: Tensor, dim: int) -> None:
     if isinstance(tau, Tensor):
         try:
             shape = torch.broadcast_shapes(tau.shape, logits.shape)
@@ -229,6 +229,14 @@ def _check_tau_shape(tau: float | Tensor, logits: Tensor) -> None:
             raise ValueError(
                 f"tau must be a number or a tensor broadcastable to the logits' shape "
                 f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
+            )
+        # one temperature per slice: the max-shift before dividing by tau (our overflow guard)
+        # is exact only when tau is constant along dim, and so is the Concrete density
+        j = dim - (logits.ndim - tau.ndim)  # tau's axis aligned with dim, if it has one
+        if j >= 0 and tau.shape[j] != 1:
+            raise ValueError(
+                f"tau must have size 1 along dim={dim} (one temperature per slice of "
+                f"categories), got shape {tuple(tau.shape)} for logits {tuple(logits.shape)}"
             )
 
 
@@ -253,7 +261,8 @@ def gumbel_softmax_sample(
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
         tau: temperature, a positive finite number or a positive tensor broadcastable to the
-            logits (a learnable temperature receives gradients through ``soft`` and ``hard``).
+            logits with size 1 along ``dim`` (a learnable temperature receives gradients
+            through ``soft`` and ``hard``).
         dim: the category dimension.
         generator: optional ``torch.Generator``.
         noise: optional pre-drawn Gumbel noise of the logits' shape.
@@ -269,7 +278,7 @@ def gumbel_softmax_sample(
     """
     tau = check_tau(tau)
     d = _prepare(logits, dim)
-    _check_tau_shape(tau, logits)
+    _check_tau_shape(tau, logits, d)
     z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
     index = z.detach().argmax(dim=d)
     soft = _soft_from_perturbed(z, tau, d).to(logits.dtype)
@@ -303,7 +312,8 @@ def gumbel_softmax(
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        tau: temperature, a positive finite number or a positive tensor broadcastable to logits.
+        tau: temperature, a positive finite number or a positive tensor broadcastable to logits
+            with size 1 along ``dim`` (one temperature per slice).
         hard: return the straight-through one-hot instead of the relaxed sample.
         dim: the category dimension (any; e.g. ``dim=1`` for ``(B, K, H, W)`` dVAE logits).
         generator: optional ``torch.Generator``.
@@ -325,6 +335,6 @@ def gumbel_softmax(
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
     tau = check_tau(tau)
     d = _prepare(logits, dim)
-    _check_tau_shape(tau, logits)
+    _check_tau_shape(tau, logits, d)
     z = _perturb(logits, noise, generator)
     return _soft_from_perturbed(z, tau, d).to(logits.dtype)
