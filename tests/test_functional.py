@@ -572,3 +572,18 @@ def test_reproducible_with_generator(gen, name, dtype):
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert torch.equal(state, torch.get_rng_state())  # a generator leaves the global RNG alone
+
+
+# ----------------------------------------------------------------------------------------------
+# Docstring examples of the core modules run and hold
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["noise", "functional", "nn", "schedules"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"gumbelkit.{module}")
+    result = doctest.testmod(mod, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
