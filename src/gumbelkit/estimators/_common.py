@@ -94,6 +94,8 @@ def mixed_softmax_vjp(grad: Tensor, probs: Tensor, weights: Tensor) -> Tensor:
     r""":math:`\sum_m w_m (y_m \odot g - y_m (y_m^\top g))` for ``probs`` ``(M, *, K)``, ``grad`` ``(*, K)``."""
     pg = probs * grad  # (M, *, K)
     jac = pg - probs * pg.sum(dim=-1, keepdim=True)  # (M, *, K)
+    if probs.shape[0] == 1:
+        return jac[0] * weights[0]
     w = weights.reshape((-1,) + (1,) * grad.ndim)  # (M, 1, ..., 1)
     return (w * jac).sum(dim=0)  # (*, K)
 
@@ -104,7 +106,9 @@ def _mixture_probs(xc: Tensor, shifts: Tensor | None, taus: Tensor) -> Tensor:
     z = z - z.amax(dim=-1, keepdim=True)  # <= 0, so dividing by a small t cannot overflow
     t = taus.reshape((-1,) + (1,) * xc.ndim)
     m = taus.shape[0]
-    return torch.softmax(z / t, dim=-1).expand(m, *xc.shape)
+    # exp / sum by hand: torch.softmax's CPU kernel is ~5x slower for the tiny K of binary latents
+    e = (z / t).exp_()  # (M, *, K), entries in [0, 1], the max is exactly 1
+    return (e / e.sum(dim=-1, keepdim=True)).expand(m, *xc.shape)
 
 
 class _MixedSoftmaxST(torch.autograd.Function):
@@ -128,7 +132,10 @@ class _MixedSoftmaxST(torch.autograd.Function):
         cdt = compute_dtype(x.dtype)
         xc = x.detach().to(cdt)
         probs = _mixture_probs(xc, shifts, taus)  # (M, *, K)
-        soft = (c_soft.reshape((-1,) + (1,) * xc.ndim) * probs).sum(dim=0)  # (*, K)
+        if probs.shape[0] == 1:
+            soft = probs[0] * c_soft[0]  # (*, K)
+        else:
+            soft = (c_soft.reshape((-1,) + (1,) * xc.ndim) * probs).sum(dim=0)  # (*, K)
         ctx.save_for_backward(probs, c_hard / taus, c_soft / taus)
         ctx.in_dtype = x.dtype
         return hard, soft.to(x.dtype)
