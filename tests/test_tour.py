@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import json
 import math
 import re
@@ -137,6 +138,18 @@ def test_section_numbers_sane(results: dict[str, Any]) -> None:
         assert c["final_expected_loss_mean"] < 0.2525  # start is about 0.2525 (q = 1/2)
     g6 = sec["gradients"]
     assert len(g6["estimators"]) >= 2
+    if importlib.util.find_spec("gumbelkit.diagnostics") is not None:
+        # the section grows with the estimator registry once the diagnostics module exists
+        from gumbelkit import estimators
+
+        assert g6["estimator_source"].startswith("gumbelkit.diagnostics")
+        assert {e["estimator"] for e in g6["estimators"].values()} == set(estimators.names())
+    for e in g6["estimators"].values():
+        if e["estimator"] == "reinforce":
+            # unbiased: |mean - exact| is Monte Carlo error; E[bias^2] = floor^2, so even along a
+            # single direction P(bias > 4 floors) = P(chi2_1 > 16) = 6e-5 (the run is seeded)
+            for r in e["per_tau"]:
+                assert r["relative_bias"] < 4 * r["bias_noise_floor"]
     for e in g6["estimators"].values():
         for r in e["per_tau"]:
             assert r["relative_bias"] >= 0 and r["relative_variance"] >= 0
