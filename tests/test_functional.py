@@ -574,6 +574,23 @@ def test_reproducible_with_generator(gen, name, dtype):
     assert torch.equal(state, torch.get_rng_state())  # a generator leaves the global RNG alone
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_samplers_draw_gumbel_noise(gen, dtype):
+    # documented: every sampler perturbs the logits with gumbel_noise in the compute dtype
+    # (float32, float64 for float64 logits); the same seed gives the same draw
+    logits = (torch.randn(300, 7, generator=gen(0)) * 3).to(dtype)
+    logits[::5, 3] = NEG_INF
+    cdt = torch.float64 if dtype == torch.float64 else torch.float32
+    z = logits.to(cdt) + gumbel_noise(logits.shape, dtype=cdt, generator=gen(1))
+    assert torch.equal(gumbel_max(logits, generator=gen(1)), z.argmax(-1))
+    assert torch.equal(gumbel_topk(logits, 3, generator=gen(1)), z.topk(3, -1).indices)
+    s = gumbel_softmax_sample(logits, 0.5, generator=gen(1))
+    assert torch.equal(s.index, z.argmax(-1))
+    ref = torch.softmax((z - z.amax(-1, keepdim=True)) / 0.5, -1)
+    tol = 2 * torch.finfo(dtype).eps
+    torch.testing.assert_close(s.soft.to(cdt), ref, rtol=tol, atol=tol)
+
+
 # ----------------------------------------------------------------------------------------------
 # Docstring examples of the core modules run and hold
 # ----------------------------------------------------------------------------------------------
