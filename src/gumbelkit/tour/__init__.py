@@ -69,6 +69,8 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for old in (out / "figures").glob("s[1-7]_*.png"):  # a previous run's figures, e.g. the VAE's
+        old.unlink()
     ctx = TourContext(out=out, seed=seed, quick=quick, progress=progress,
                       sizes=Sizes.quick() if quick else Sizes())
     t0 = time.perf_counter()
