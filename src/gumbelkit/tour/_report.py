@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,16 +125,6 @@ class TourContext:
         """A progress bar for one section (on stderr)."""
         return tqdm(total=total, desc=desc, leave=True, disable=not self.progress, ncols=88,
                     bar_format="{desc:<28}{percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}]")
-
-
-@dataclass
-class Timer:
-    """Wall-clock seconds since construction."""
-
-    start: float = field(default_factory=time.perf_counter)
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
 
 
 def fmt(x: float, digits: int = 4) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -160,9 +161,15 @@ measured numbers on this page come from the library.</p>
 
 
 def slider_html(logits: Sequence[float], labels: Sequence[str]) -> str:
-    """The tau slider over a fixed logit vector (inline SVG bar chart, inline JavaScript)."""
-    import math
+    """The tau slider over a fixed logit vector (inline SVG bar chart, inline JavaScript).
 
+    Args:
+        logits: the fixed logit vector ``(K,)``.
+        labels: one label per category.
+
+    Returns:
+        HTML for the widget and its script.
+    """
     pmax = max(logits)
     z = sum(math.exp(v - pmax) for v in logits)
     p_text = ", ".join(f"{math.exp(v - pmax) / z:.3g}" for v in logits)

@@ -22,6 +22,7 @@ _DTYPES = {
 
 
 def run(ctx: TourContext) -> Section:
+    """KS tests of gumbel_noise against scipy, and the observed noise range per dtype."""
     n = ctx.sizes.noise_samples
     gen = ctx.generator(1)
     bar = ctx.bar(f"1 {TITLE}", total=2 + len(_DTYPES))

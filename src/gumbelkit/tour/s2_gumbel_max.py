@@ -46,6 +46,7 @@ def _counts(logits: torch.Tensor, n: int, gen: torch.Generator) -> np.ndarray:
 
 
 def run(ctx: TourContext) -> Section:
+    """Chi-square tests of gumbel_max against softmax(logits) and of gumbel_topk against Plackett-Luce."""
     n = ctx.sizes.max_samples
     gen = ctx.generator(2)
     bar = ctx.bar(f"2 {TITLE}", total=len(_VECTORS) + 2)

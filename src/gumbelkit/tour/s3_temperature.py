@@ -26,6 +26,7 @@ def _entropy(y: torch.Tensor) -> torch.Tensor:
 
 
 def run(ctx: TourContext) -> Section:
+    """Samples on the simplex and E[max entry] / entropy against tau; adds the tau slider."""
     gen = ctx.generator(3)
     logits = torch.tensor(P3, dtype=torch.float64).log()
     taus = np.logspace(-2, 2, ctx.sizes.tau_curve_points)

@@ -15,10 +15,11 @@ from gumbelkit.tour._report import Section, TourContext, fmt
 TITLE = "Where the trick goes"
 VOCAB = ("the", "cat", "sat", "on", "mat")
 TARGET = 2  # "sat"
-TAU = 0.5
+TAU = 1.0
 
 
 def run(ctx: TourContext) -> Section:
+    """The language-model pipeline next to the Gumbel-Softmax pipeline, on one worked example."""
     gen = ctx.generator(4)
     bar = ctx.bar(f"4 {TITLE}", total=3)
     d, K = 4, len(VOCAB)

@@ -68,6 +68,7 @@ def train(schedule: Callable[[int], float], steps: int, seed: int, gen_seed: int
 
 
 def run(ctx: TourContext) -> Section:
+    """Schedules, then polynomial programming at a fixed high, fixed low and annealed tau."""
     steps, seeds = ctx.sizes.polyprog_steps, ctx.sizes.polyprog_seeds
     configs: dict[str, Callable[[int], float]] = {
         f"fixed high tau = {TAU_HIGH:g}": ConstantTau(TAU_HIGH),

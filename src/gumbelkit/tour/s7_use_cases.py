@@ -117,6 +117,7 @@ def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore
 
 
 def run(ctx: TourContext) -> Section:
+    """The four use cases, the applications that exist, and the quick runs they offer."""
     bar = ctx.bar(f"7 {TITLE}", total=2)
     apps = {uc.key: registered_app(uc) for uc in USE_CASES}
     fig = Figure(figsize=(10, 4.4), layout="constrained")
@@ -161,7 +162,9 @@ def run(ctx: TourContext) -> Section:
         if app is None:
             how = "This project's application for it is not available yet."
         else:
-            how = f"Run it with <code>gumbelkit train {app}</code> (<code>--quick</code> for a short run, <code>--help</code> for every option)."
+            how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
+            if runs.get(uc.key, {}).get("why") != "the application has no quick_run":
+                how += f" <code>gumbelkit train {app} --quick</code> is a short run."
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
