@@ -17,7 +17,7 @@ import torch
 
 from gumbelkit import cli
 from gumbelkit.tour import main as tour_main
-from gumbelkit.tour._report import Sizes, TourContext, to_jsonable
+from gumbelkit.tour._report import Sizes, TourContext, fmt_p, to_jsonable
 from gumbelkit.tour.s6_gradients import exact_gradient
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -174,7 +174,7 @@ def test_html_page(report: Path, results: dict[str, Any]) -> None:
         assert base64.b64decode(data) == (report / rel).read_bytes()
     # a few of the measured numbers, as shown
     ks = results["sections"]["gumbel_distribution"]["numbers"]["ks_float64"]["pvalue"]
-    assert f"p = {ks:.3g}" in page
+    assert f"p = {fmt_p(ks)}" in page
 
 
 def test_exact_gradient_matches_finite_differences() -> None:
