@@ -217,3 +217,53 @@ def test_bad_arguments_exit_with_usage_error(argv: list[str], capsys: pytest.Cap
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "seed must be a non-negative integer" in err or "unrecognized arguments" in err
+
+
+def test_application_quick_runs_are_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+    from typing import NamedTuple
+
+    from gumbelkit.tour import s7_use_cases
+
+    class Result(NamedTuple):
+        results: dict[str, Any]
+        figure: Path
+
+    def ok_run(out_dir: str, seed: int = 0) -> Result:
+        fig = Path(out_dir) / "figures" / "key.png"
+        fig.parent.mkdir(parents=True)
+        fig.write_bytes(PNG_MAGIC + b"fake")
+        return Result({"steps": 3, "estimator": "gs", "config": {"out_dir": out_dir}}, fig)
+
+    def failing_run(out_dir: str, seed: int = 0) -> Result:
+        raise RuntimeError("boom")
+
+    ctx = TourContext(out=tmp_path, progress=False, sizes=Sizes())  # run_apps=True
+    for name, fn in (("okapp", ok_run), ("badapp", failing_run)):
+        monkeypatch.setitem(sys.modules, f"gumbelkit.apps.{name}.train",
+                            types.SimpleNamespace(quick_run=fn))
+    info, ref = s7_use_cases._run_quick_app(ctx, "okapp")
+    assert info["ran"] and info["results"] == {"steps": 3, "estimator": "gs"}  # no temp paths kept
+    assert ref is not None and (tmp_path / ref.path).read_bytes() == PNG_MAGIC + b"fake"
+    info, ref = s7_use_cases._run_quick_app(ctx, "badapp")
+    assert ref is None and not info["ran"] and info["why"] == "quick run failed: RuntimeError: boom"
+    quick = TourContext(out=tmp_path, progress=False, sizes=Sizes.quick())
+    assert s7_use_cases._run_quick_app(quick, "okapp")[0]["ran"] is False
+
+
+def test_vae_quick_run_contract() -> None:
+    # the tour calls quick_run(out_dir, seed=...) and reads results["test"] and .figure
+    if importlib.util.find_spec("gumbelkit.apps") is None:
+        pytest.skip("gumbelkit.apps not installed yet")
+    import inspect
+
+    from gumbelkit import apps
+
+    if "vae" not in apps.APPS:
+        pytest.skip("the VAE application is not registered yet")
+    from gumbelkit.apps.vae import train
+
+    params = inspect.signature(train.quick_run).parameters
+    assert "seed" in params
+    assert {"results", "figure"} <= set(train.QuickResult._fields)

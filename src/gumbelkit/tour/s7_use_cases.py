@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import importlib
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -87,16 +89,29 @@ def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRe
     if not ctx.sizes.run_apps:
         return {"ran": False, "why": "skipped in --quick mode (takes more than a few seconds)"}, None
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"gumbelkit-tour-{app}-") as tmp:
-        result = train.quick_run(tmp, seed=ctx.seed)
-        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
-        name = f"s7_{app}_{Path(result.figure).stem}"
-        shutil.copyfile(result.figure, ctx.fig_dir / f"{name}.png")
+    # An application is optional to the tour: if its run fails, the report says so (and why)
+    # instead of losing the six other sections.
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"gumbelkit-tour-{app}-") as tmp:
+            result = train.quick_run(tmp, seed=ctx.seed)
+            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+            name = f"s7_{app}_{Path(result.figure).stem}"
+            shutil.copyfile(result.figure, ctx.fig_dir / f"{name}.png")
+    except Exception as exc:  # reported in the page, in results.json and on stderr
+        why = f"quick run failed: {type(exc).__name__}: {exc}"
+        print(f"gumbelkit tour: warning: {app} {why}", file=sys.stderr)
+        return {"ran": False, "why": why}, None
     keep = ("app", "estimator", "latent_vars", "categories", "steps", "epochs", "final_tau",
             "binarization", "test", "valid")  # not the temporary paths, config or environment
     summary = {k: v for k, v in result.results.items() if k in keep}
     return {"ran": True, "seconds": time.perf_counter() - t0, "results": summary}, FigureRef(
         name=name, path=f"figures/{name}.png", caption="")
+
+
+def _has_vae_numbers(r: dict[str, Any]) -> bool:
+    test = r.get("test", {})
+    return all(k in r for k in ("steps", "estimator")) and all(
+        k in test for k in ("neg_elbo", "iw_nll", "iw_samples"))
 
 
 def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore[no-untyped-def]
@@ -135,7 +150,7 @@ def run(ctx: TourContext) -> Section:
             continue
         info, ref = _run_quick_app(ctx, app)
         runs[uc.key] = info
-        if ref is not None and uc.key == "vae":
+        if ref is not None and uc.key == "vae" and _has_vae_numbers(info["results"]):
             t = info["results"]["test"]
             figures.append(FigureRef(ref.name, ref.path, (
                 f"gumbelkit train vae --quick, run by this tour: test images (top) and their "
@@ -165,6 +180,8 @@ def run(ctx: TourContext) -> Section:
             how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
             if runs.get(uc.key, {}).get("why") != "the application has no quick_run":
                 how += f" <code>gumbelkit train {app} --quick</code> is a short run."
+            if str(runs.get(uc.key, {}).get("why", "")).startswith("quick run failed"):
+                how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
