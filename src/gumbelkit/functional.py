@@ -21,7 +21,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_dim, check_float_tensor, check_logits, check_tau
+from gumbelkit import _fast
+from gumbelkit._validation import (
+    check_dim,
+    check_float_tensor,
+    check_logits,
+    check_tau,
+    get_validate_args,
+)
 from gumbelkit.noise import gumbel_noise
 
 __all__ = [
@@ -70,11 +77,20 @@ def _perturb(
     return g.add_(logits.to(cdt)) if noise is None else logits.to(cdt) + g
 
 
-def _prepare(logits: Tensor, dim: int) -> int:
+def _prepare_cheap(logits: Tensor, dim: int) -> int:
+    """Argument checks only; the data checks are folded into the sampler's max (_fast.check_max)."""
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)
-    check_logits(logits, d)
+    if logits.shape[d] == 0:
+        check_logits(logits, d)  # raises: no categories
     return d
+
+
+def _check_noise(noise: Tensor | None, logits: Tensor) -> Tensor | None:
+    if noise is not None and (not isinstance(noise, Tensor) or noise.shape != logits.shape):
+        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+        raise ValueError(f"noise must be a tensor of the logits' shape {tuple(logits.shape)}, got {got}")
+    return noise
 
 
 def gumbel_max(
@@ -108,9 +124,18 @@ def gumbel_max(
         >>> gumbel_max(logits, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([1])
     """
-    d = _prepare(logits, dim)
+    d = _prepare_cheap(logits, dim)
+    noise = _check_noise(noise, logits)
     with torch.no_grad():
-        return _perturb(logits.detach(), noise, generator).argmax(dim=d)
+        z = _fast.perturbed(logits, noise, generator)  # (*, K, *) without autograd history
+        if z.device.type == "cpu":
+            index, ok = _fast.argmax_numpy(z, d)  # numpy blocks: no OpenMP fork per call
+            if not ok and get_validate_args():
+                check_logits(logits, d)
+            return index
+        zmax, index = z.max(dim=d)  # one pass: the values validate, the indices are the sample
+        _fast.check_max(zmax, logits, d)
+        return index
 
 
 def gumbel_topk(
@@ -145,21 +170,24 @@ def gumbel_topk(
         >>> gumbel_topk(torch.zeros(5), 3, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([3])
     """
-    d = _prepare(logits, dim)
+    d = _prepare_cheap(logits, dim)
     n = logits.shape[d]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
-    from gumbelkit._validation import get_validate_args
-
-    if get_validate_args():
+    noise = _check_noise(noise, logits)
+    with torch.no_grad():
+        top = _fast.perturbed(logits, noise, generator).topk(k, dim=d)
+    # every value is finite iff no NaN / +inf and each slice has >= k unmasked categories,
+    # since the noise is finite; only then are the full checks run to name the problem
+    if get_validate_args() and not bool(torch.isfinite(top.values).all()):
+        check_logits(logits, d)
         allowed = (~torch.isneginf(logits)).sum(dim=d)
         if bool((allowed < k).any()):
             raise ValueError(
                 f"k={k} is larger than the number of unmasked (not -inf) categories in some "
                 f"slice along dim={dim} (smallest count: {int(allowed.min())})"
             )
-    with torch.no_grad():
-        return _perturb(logits.detach(), noise, generator).topk(k, dim=d).indices
+    return top.indices
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -198,6 +226,8 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
 
 def _one_hot(index: Tensor, like: Tensor, dim: int) -> Tensor:
     """Exact one-hot of ``index`` (``dim`` removed) with ``like``'s shape, dtype and device."""
+    if like.device.type == "cpu":
+        return _fast.one_hot(index, like.shape, dim, like.dtype)
     return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(
         dim, index.unsqueeze(dim), 1.0
     )
@@ -217,6 +247,34 @@ def _soft_from_perturbed(z: Tensor, tau: float | Tensor, dim: int) -> Tensor:
         return torch.softmax((z - zmax) / tau_c, dim=dim)
     # shifting by the max first keeps (z - max) / tau <= 0, so tiny tau cannot overflow to +inf
     return torch.softmax((z - zmax) / tau, dim=dim)
+
+
+def _soft_and_index(
+    logits: Tensor,
+    tau: float | Tensor,
+    d: int,
+    noise: Tensor | None,
+    generator: torch.Generator | None,
+    want_index: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Soft sample (logits' dtype, differentiable) and, if asked, the argmax index.
+
+    Fast path: the fused in-place sampler, under a custom autograd Function that saves only the
+    soft sample when the logits need a gradient. A temperature tensor that needs a gradient
+    takes the plain autograd path, whose graph also differentiates with respect to tau.
+    """
+    noise = _check_noise(noise, logits)
+    if isinstance(tau, Tensor) and tau.requires_grad and torch.is_grad_enabled():
+        check_logits(logits, d)
+        z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
+        index = z.detach().argmax(dim=d) if want_index else None
+        return _soft_from_perturbed(z, tau, d).to(logits.dtype), index
+    if logits.requires_grad and torch.is_grad_enabled():
+        soft, index = _fast.GumbelSoftmaxFunction.apply(logits, tau, d, noise, generator, want_index)
+        return soft, (index if want_index else None)
+    with torch.no_grad():
+        y, index = _fast.soft_sample(logits, tau, d, noise, generator, want_index)
+    return y.to(logits.dtype), index
 
 
 def _check_tau_shape(tau: float | Tensor, logits: Tensor, dim: int) -> None:
@@ -277,11 +335,10 @@ def gumbel_softmax_sample(
         True
     """
     tau = check_tau(tau)
-    d = _prepare(logits, dim)
+    d = _prepare_cheap(logits, dim)
     _check_tau_shape(tau, logits, d)
-    z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
-    index = z.detach().argmax(dim=d)
-    soft = _soft_from_perturbed(z, tau, d).to(logits.dtype)
+    soft, index = _soft_and_index(logits, tau, d, noise, generator, want_index=True)
+    assert index is not None
     hard = straight_through(_one_hot(index, soft, d), soft)
     return GumbelSoftmaxSample(hard, soft, index)
 
@@ -334,7 +391,6 @@ def gumbel_softmax(
     if hard:
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
     tau = check_tau(tau)
-    d = _prepare(logits, dim)
+    d = _prepare_cheap(logits, dim)
     _check_tau_shape(tau, logits, d)
-    z = _perturb(logits, noise, generator)
-    return _soft_from_perturbed(z, tau, d).to(logits.dtype)
+    return _soft_and_index(logits, tau, d, noise, generator, want_index=False)[0]

@@ -5,15 +5,20 @@ The standard Gumbel variable is :math:`G = -\log E` with :math:`E \sim \mathrm{E
 
 How the noise is drawn, and why
 --------------------------------
-* ``W`` is a float64 uniform from ``torch.rand`` (53 random bits, a grid of step
-  :math:`2^{-53}`), whatever dtype is asked for. A float32 uniform has a grid of :math:`2^{-24}`,
-  which caps :math:`-\log(-\log U)` near 16.6 and under-samples categories whose relative
-  probability is below about 1e-7; half-precision uniforms are far coarser still.
-* ``E = -log1p(-W)`` is computed in float64: ``1 - W`` is exact there, so tiny ``E`` (the upper
-  Gumbel tail) keeps its full relative precision. ``W = 0`` (probability :math:`2^{-53}`) is
-  replaced by :math:`2^{-54}` so that ``E > 0`` and ``G`` is finite.
-* ``G = -log(E)`` is computed in float32 (float64 if asked for), then rounded to the requested
-  dtype. Every value is finite in every floating dtype.
+* ``W`` is a float64 uniform with 53 random bits (a grid of step :math:`2^{-53}`), whatever
+  dtype is asked for. A float32 uniform has a grid of :math:`2^{-24}`, which caps
+  :math:`-\log(-\log U)` near 16.6 and under-samples categories whose relative probability is
+  below about 1e-7; half-precision uniforms are far coarser still. On CPU the 53 bits come from
+  numpy's PCG64 generator seeded by four 63-bit draws of the ``torch.Generator`` (torch's
+  Mersenne Twister is serial and about 3x slower); other devices use ``torch.rand``. Either
+  way ``generator=`` and ``torch.manual_seed`` give reproducible draws (see
+  :mod:`gumbelkit._fast`).
+* ``E = -log(1 - W)`` is computed in float64: ``1 - W`` is exact there, so tiny ``E`` (the upper
+  Gumbel tail) keeps its full relative precision (``log1p(-W)`` on devices other than CPU).
+  ``W = 0`` (probability :math:`2^{-53}`) is read as :math:`2^{-54}` so that ``E > 0`` and ``G``
+  is finite.
+* ``G = -log(E)`` is computed in float64 and rounded once to float32 (or kept in float64) on
+  CPU; other devices round ``E`` to float32 first. Every value is finite in every floating dtype.
 
 Exact range of the noise (float32 and float64 results)
 ------------------------------------------------------
@@ -37,6 +42,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from gumbelkit import _fast
 from gumbelkit._validation import FLOAT_DTYPES
 
 __all__ = [
@@ -67,6 +73,10 @@ def _check_dtype(dtype: object) -> torch.dtype:
             f"got {dtype!r}"
         )
     return dtype  # type: ignore[return-value]
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    return torch.empty(0).device if device is None else torch.device(device)
 
 
 def _shape(shape: Sequence[int] | torch.Size | int) -> tuple[int, ...]:
@@ -102,7 +112,12 @@ def exponential_noise(
         torch.Size([2, 3])
     """
     dtype = _check_dtype(dtype)
-    w = torch.rand(_shape(shape), dtype=torch.float64, device=device, generator=generator)
+    dev = _device(device)
+    if _fast.uses_fast_source(dev):  # same recipe, block by block in cache (see gumbelkit._fast)
+        wide = dtype if dtype in (torch.float32, torch.float64) else torch.float64
+        out = torch.empty(_shape(shape), dtype=wide, device=dev)
+        return _fast.exponential_into(out, generator).to(dtype)
+    w = torch.rand(_shape(shape), dtype=torch.float64, device=dev, generator=generator)
     w.clamp_(min=_W_FLOOR)  # W = 0 would give E = 0 and an infinite Gumbel value
     e = torch.log1p(w.neg_()).neg_()  # exact 1 - W in float64: tiny E keeps full precision
     return e.to(dtype)
@@ -126,7 +141,8 @@ def gumbel_noise(
 
     Args:
         shape: output shape.
-        dtype: output dtype. Noise is computed in float32 (float64 when asked for) and rounded;
+        dtype: output dtype. Noise is computed in float64 and rounded once to float32 (kept in
+            float64 when asked for) on CPU, then rounded to half precision if asked;
             float16 / bfloat16 results are finite but coarse, so prefer passing float32 noise
             to your own arithmetic.
         device: output device.
@@ -142,7 +158,11 @@ def gumbel_noise(
         True
     """
     dtype = _check_dtype(dtype)
-    e = exponential_noise(shape, dtype=_compute_dtype(dtype), device=device, generator=generator)
+    dev = _device(device)
+    if _fast.uses_fast_source(dev):  # same recipe, block by block in cache (see gumbelkit._fast)
+        out = torch.empty(_shape(shape), dtype=_compute_dtype(dtype), device=dev)
+        return _fast.perturb_into(out, None, generator).to(dtype)
+    e = exponential_noise(shape, dtype=_compute_dtype(dtype), device=dev, generator=generator)
     return e.log_().neg_().to(dtype)
 
 
