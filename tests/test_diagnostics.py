@@ -104,3 +104,10 @@ def test_compare_sweep_table_plot(tmp_path) -> None:
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 4
     fig.savefig(tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(D, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -523,3 +523,16 @@ def test_surrogate_every_estimator(name: str) -> None:
     assert loss.shape == ()
     loss.backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["__init__", "st", "gs", "st_gs", "gumbel_rao", "gst", "reinmax", "reinforce"],
+)
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("gumbelkit.estimators" + ("" if module == "__init__" else "." + module))
+    result = doctest.testmod(mod, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

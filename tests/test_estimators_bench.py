@@ -30,6 +30,8 @@ def test_subcommand_quick(name: str, tmp_path) -> None:
     assert payload["benchmark"] == name and payload["quick"] is True and payload["results"]
     md = (tmp_path / f"{name}.md").read_text()
     assert md.startswith("# ") and "|" in md
+    if name == "qp":
+        assert (tmp_path / "qp.png").stat().st_size > 0
 
 
 def test_polyprog_merge_and_bad_estimator(tmp_path) -> None:

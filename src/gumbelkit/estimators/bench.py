@@ -357,6 +357,7 @@ def run_exact(
     t_exact = time.perf_counter() - t0
     options = {"gumbel_rao": {"k": k}, "reinforce": {"n_samples": reinforce_samples}}
     rows = D.compare(logits, f, E.names(), tau=tau, n_draws=n_draws, seed=seed, options=options, exact=(value, grad))
+    rows += D.compare(logits, f, ("gst",), tau=tau, n_draws=n_draws, seed=seed, options={"gst": {"gap": "p"}}, exact=(value, grad))
     for extra_tau in (1.5, 2.0):
         rows += D.compare(logits, f, ("reinmax",), tau=extra_tau, n_draws=n_draws, seed=seed, exact=(value, grad))
     return {
@@ -389,7 +390,10 @@ def _exact_markdown(payload: dict[str, Any]) -> str:
         "",
         f"{pr['n_vars']} variables x {pr['n_cats']} categories = {pr['configurations']} configurations "
         f"enumerated in {payload['enumeration_s']:.2f}s; |exact gradient| = {payload['exact_grad_norm']:.4g}; "
-        f"{pr['n_draws']} draws per estimator, tau = {pr['tau']} unless stated.",
+        f"{pr['n_draws']} draws per estimator, tau = {pr['tau']} unless stated. noise_floor = "
+        "sqrt(variance / draws) is the bias norm an unbiased estimator would show from Monte Carlo "
+        "error alone.",
+        "",
         "",
     ]
     return "\n".join(head) + D.to_markdown(payload["results"]) + "\nRegenerate: `gumbelkit estimators exact`.\n"
@@ -468,6 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload = run_qp(taus=taus, n_draws=args.draws)
         payload["quick"] = bool(args.quick)
         _write(args.out, "qp", payload, _qp_markdown(payload))
+        import gumbelkit.diagnostics as D
+
+        fig = D.plot(payload["results"], ("bias_norm", "variance", "mse"))
+        fig.savefig(args.out / "qp.png", dpi=110)
+        print(f"wrote {args.out / 'qp.png'}")
     else:
         if args.quick:
             payload = run_exact(n_vars=3, n_cats=3, n_draws=50, tau=args.tau)
