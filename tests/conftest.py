@@ -38,6 +38,21 @@ def gen() -> Callable[[int], torch.Generator]:
     return make
 
 
+@pytest.fixture(params=["default", "torch.rand"])
+def noise_source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the default noise source, and again with the ``torch.rand`` branch.
+
+    On CPU the noise comes from a fast PCG64 block source; other devices (CUDA) use the
+    ``torch.rand`` float64 branch, which CPU-only CI would otherwise never run. The second
+    parameter forces that branch on CPU.
+    """
+    if request.param == "torch.rand":
+        from gumbelkit import _fast
+
+        monkeypatch.setattr(_fast, "uses_fast_source", lambda device: False)
+    return str(request.param)
+
+
 class Stats:
     """Goodness-of-fit checks used by the statistical tests (each asserts ``p > alpha``)."""
 

@@ -51,7 +51,7 @@ GMAX_CASES = {
 
 
 @pytest.mark.parametrize("name", list(GMAX_CASES))
-def test_gumbel_max_chisquare(gen, stats, name):
+def test_gumbel_max_chisquare(gen, stats, name, noise_source):
     # 1e6 draws per vector; chi-square goodness of fit, alpha = 1e-4 per vector.
     # Masked (-inf) categories must be drawn exactly 0 times (asserted by stats.chisquare).
     logits = GMAX_CASES[name]
@@ -148,7 +148,7 @@ TOPK_CASES = [
 
 
 @pytest.mark.parametrize("name,logits,k", TOPK_CASES, ids=[c[0] for c in TOPK_CASES])
-def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k):
+def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k, noise_source):
     # 1e6 draws. Chi-square of the full ordered-tuple distribution against the exact
     # Plackett-Luce probabilities (enumeration); tuples with a repeat or a masked category have
     # probability 0 and must never occur. alpha = 1e-4 per case.
@@ -213,7 +213,7 @@ def test_gumbel_topk_k_too_large():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_hard_samples_mean_matches_softmax(gen, stats):
+def test_hard_samples_mean_matches_softmax(gen, stats, noise_source):
     # mean of 1e6 one-hot samples = category frequencies; chi-square vs softmax, alpha = 1e-4
     logits = torch.tensor([0.4, -1.0, NEG_INF, 2.0, 0.0, 1.2])
     n = 1_000_000
@@ -358,7 +358,7 @@ def test_noncontiguous_inputs_match_the_reference(gen, layout):
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
-def test_noise_follows_logical_order_not_memory_layout(gen, layout):
+def test_noise_follows_logical_order_not_memory_layout(gen, layout, noise_source):
     # the same seed gives the same sample for the same logical logits, whatever their layout
     logits = torch.randn(64, 7, generator=gen(0))
     lg = _layouts(logits)[layout]
@@ -564,7 +564,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_reproducible_with_generator(gen, name, dtype):
+def test_reproducible_with_generator(gen, name, dtype, noise_source):
     fn = SAMPLERS[name]
     logits = torch.randn(200, 8, generator=gen(0)).to(dtype)
     state = torch.get_rng_state()
@@ -575,7 +575,7 @@ def test_reproducible_with_generator(gen, name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_samplers_draw_gumbel_noise(gen, dtype):
+def test_samplers_draw_gumbel_noise(gen, dtype, noise_source):
     # documented: every sampler perturbs the logits with gumbel_noise in the compute dtype
     # (float32, float64 for float64 logits); the same seed gives the same draw
     logits = (torch.randn(300, 7, generator=gen(0)) * 3).to(dtype)

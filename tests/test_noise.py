@@ -26,9 +26,15 @@ GUMBEL_VAR = math.pi**2 / 6
 ALL_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True)
+def _both_sources(noise_source: str) -> str:
+    """Every test here runs with the default (CPU: PCG64 blocks) and the torch.rand noise source."""
+    return noise_source
+
+
+@pytest.fixture
 def exp_1e7() -> torch.Tensor:
-    """10^7 float64 exponential draws, shared by the tail tests (drawn once, ~0.3 s)."""
+    """10^7 float64 exponential draws for the tail tests (~0.3 s)."""
     return exponential_noise(10**7, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
 
 
