@@ -211,3 +211,36 @@ def test_exponential_mean_matches(gen, stats):
     e = exponential_noise(n, dtype=torch.float64, generator=gen(9)).numpy()
     assert abs((e.mean() - 1.0) * math.sqrt(n)) < stats.z_bound(1e-5)
     assert np.all(e > 0)
+
+
+def test_torch_rand_branch_maps_the_uniform_grid_ends(monkeypatch):
+    # Feed the torch.rand branch the extreme 53-bit uniforms (W = 0, the smallest nonzero W,
+    # 2^-30, 1/2 and the largest W) and check the documented mapping and range exactly.
+    # (The PCG64 block source has the same check in tests/test_perf_paths.py.)
+    from gumbelkit import _fast
+
+    monkeypatch.setattr(_fast, "uses_fast_source", lambda device: False)
+    w = torch.tensor([0.0, 2.0**-53, 2.0**-30, 0.5, 1.0 - 2.0**-53], dtype=torch.float64)
+    real_rand = torch.rand
+
+    def fake_rand(*shape, dtype=None, **kwargs):
+        if dtype != torch.float64 or tuple(shape[0] if len(shape) == 1 else shape) != (5,):
+            return real_rand(*shape, dtype=dtype, **kwargs)
+        return w.clone()
+
+    monkeypatch.setattr(torch, "rand", fake_rand)
+    e = exponential_noise(5, dtype=torch.float64)
+    expected_e = -np.log1p(-np.maximum(w.numpy(), 2.0**-54))
+    np.testing.assert_allclose(e.numpy(), expected_e, rtol=1e-15)
+    assert float(e[0]) == 2.0**-54 and float(e[-1]) == pytest.approx(53 * math.log(2.0), rel=1e-15)
+    g = gumbel_noise(5, dtype=torch.float64)
+    assert float(g[0]) == pytest.approx(GUMBEL_NOISE_MAX, rel=1e-15)
+    assert float(g[-1]) == pytest.approx(GUMBEL_NOISE_MIN, rel=1e-15)
+    assert float(g[1]) == pytest.approx(53 * math.log(2.0), rel=1e-15)  # -log(2^-53)
+    for dtype in ALL_DTYPES:
+        e_d = exponential_noise(5, dtype=dtype)
+        g_d = gumbel_noise(5, dtype=dtype)
+        assert bool(torch.isfinite(e_d).all()) and bool(torch.isfinite(g_d).all())
+        assert bool((e_d > 0).all()), (dtype, e_d)  # strictly positive, float16 included
+        assert float(g_d.max()) <= _bound(GUMBEL_NOISE_MAX, dtype)
+        assert float(g_d.min()) >= _bound(GUMBEL_NOISE_MIN, dtype)

@@ -104,7 +104,8 @@ def exponential_noise(
         generator: optional ``torch.Generator`` for reproducible draws.
 
     Returns:
-        Tensor of ``shape`` with values in :math:`[2^{-54},\ 53 \ln 2]`.
+        Tensor of ``shape`` with values in :math:`[2^{-54},\ 53 \ln 2]`, rounded to ``dtype``
+        (float16 cannot hold values below :math:`2^{-24}`; they are returned as :math:`2^{-24}`).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -116,11 +117,19 @@ def exponential_noise(
     if _fast.uses_fast_source(dev):  # same recipe, block by block in cache (see gumbelkit._fast)
         wide = dtype if dtype in (torch.float32, torch.float64) else torch.float64
         out = torch.empty(_shape(shape), dtype=wide, device=dev)
-        return _fast.exponential_into(out, generator).to(dtype)
+        return _round_positive(_fast.exponential_into(out, generator), dtype)
     w = torch.rand(_shape(shape), dtype=torch.float64, device=dev, generator=generator)
     w.clamp_(min=_W_FLOOR)  # W = 0 would give E = 0 and an infinite Gumbel value
     e = torch.log1p(w.neg_()).neg_()  # exact 1 - W in float64: tiny E keeps full precision
-    return e.to(dtype)
+    return _round_positive(e, dtype)
+
+
+def _round_positive(e: Tensor, dtype: torch.dtype) -> Tensor:
+    """Round ``E`` to ``dtype`` keeping it > 0: float16 would flush E < 2^-25 to 0."""
+    out = e.to(dtype)
+    if dtype == torch.float16:
+        out.clamp_(min=2.0**-24)  # its smallest subnormal; moves only P(E < 2^-25) ~ 3e-8
+    return out
 
 
 def gumbel_noise(
