@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -187,3 +188,43 @@ def test_gumbel_topk_distinct_and_never_masked(p: Problem, data: st.DataObject):
     assert not bool(p.mask.gather(d, idx).any())
     srt = idx.sort(dim=d).values
     assert bool((srt.diff(dim=d) > 0).all()) if k > 1 else True  # k distinct categories
+
+
+@pytest.mark.parametrize("shape,dim", [((20_000, 7), -1), ((30, 7, 500), 1), ((7, 20_000), 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_large_extreme_inputs_agree_across_code_paths(monkeypatch, shape, dim, dtype):
+    # Large tensors (block / multi-thread paths: split forced over 2 threads) with logits up to
+    # +-1e4, half of them masked, tau at both ends of the range. The number-tau path (block
+    # softmax, custom backward) must match the tensor-tau path (plain autograd) drawing the same
+    # noise: identical one-hot samples, finite and matching gradients.
+    from gumbelkit import _fast
+
+    monkeypatch.setattr(_fast, "MIN_PER_THREAD", _fast.BLOCK)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        d = dim % len(shape)
+        base = (torch.randn(shape, generator=g, dtype=torch.float64) * 1e4).clamp(-1e4, 1e4)
+        mask = torch.rand(shape, generator=g) < 0.5
+        mask.select(d, 0).fill_(False)  # never a fully masked slice
+        logits = base.to(dtype).masked_fill(mask, -math.inf)
+        w = (torch.rand(shape, generator=g) * 2 - 1).to(dtype)
+        for tau in (1e-4, 1.0, 1e4):
+            outs = []
+            for tau_arg in (tau, torch.tensor(tau, requires_grad=True)):
+                lg = logits.clone().requires_grad_(True)
+                s = gumbel_softmax_sample(
+                    lg, tau_arg, dim=dim, generator=torch.Generator().manual_seed(5)
+                )
+                grads = torch.autograd.grad((w * (s.hard + s.soft)).sum(), lg)
+                assert all(bool(torch.isfinite(t).all()) for t in (s.soft, grads[0]))
+                assert bool((grads[0][mask] == 0).all())
+                outs.append((s, grads[0]))
+            (s1, g1), (s2, g2) = outs
+            assert torch.equal(s1.index, s2.index) and torch.equal(s1.hard, s2.hard)
+            assert not bool(mask.gather(d, s1.index.unsqueeze(d)).any())
+            scale = float(g2.double().abs().max()) + 1e-30
+            assert float((g1.double() - g2.double()).abs().max()) <= 1e-2 * scale
+    finally:
+        torch.set_num_threads(old)
