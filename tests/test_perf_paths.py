@@ -155,6 +155,19 @@ def test_block_softmax_matches_torch(shape, dim, tau):
     assert bool((y32[logits.float().isneginf()] == 0).all())
 
 
+@pytest.mark.parametrize("shape,dim", [((50, 6), -1), ((3, 6, 4, 5), 1), ((6, 7), 0)])
+def test_ties_resolve_to_the_first_maximum_like_torch(shape, dim):
+    # integer-valued z has many exact ties; every path must pick torch.argmax's first index
+    logits = torch.randint(0, 3, shape, generator=gen(0)).float()
+    noise = torch.zeros(shape)
+    want = logits.argmax(dim)
+    assert torch.equal(gk.gumbel_max(logits, dim, noise=noise), want)
+    s = gk.gumbel_softmax_sample(logits, 0.5, dim, noise=noise)
+    assert torch.equal(s.index, want)
+    lg = logits.clone().requires_grad_(True)
+    assert torch.equal(gk.gumbel_softmax_sample(lg, 0.5, dim, noise=noise).index, want)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("shape,dim", [((40, 33), -1), ((2, 5, 3, 3), 1)])
 def test_hard_is_exactly_one_hot(dtype, shape, dim):
@@ -217,24 +230,26 @@ def test_half_precision_gradient_is_computed_in_float32():
 
 
 @pytest.mark.parametrize("bad", ["nan", "posinf", "all_masked"])
-def test_folded_validation_raises_and_can_be_turned_off(bad):
-    logits = torch.randn(4, 5, generator=gen(0))
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_folded_validation_raises_and_can_be_turned_off(bad, dim):
+    logits = torch.randn(4, 5, 3, generator=gen(0)).movedim(1, dim).contiguous()
+    sl = (2, slice(None), 1) if dim == 1 else (2, 1)
     if bad == "nan":
-        logits[2, 1] = float("nan")
+        logits[sl + (0,) if dim == -1 else sl] = float("nan")
     elif bad == "posinf":
-        logits[2, 1] = float("inf")
+        logits[sl + (0,) if dim == -1 else sl] = float("inf")
     else:
-        logits[2] = NEG_INF
+        logits[sl] = NEG_INF
     for call in (
-        lambda: gk.gumbel_softmax(logits, generator=gen(1)),
-        lambda: gk.gumbel_softmax(logits, hard=True, generator=gen(1)),
-        lambda: gk.gumbel_max(logits, generator=gen(1)),
-        lambda: gk.gumbel_topk(logits, 2, generator=gen(1)),
+        lambda: gk.gumbel_softmax(logits, dim=dim, generator=gen(1)),
+        lambda: gk.gumbel_softmax(logits, hard=True, dim=dim, generator=gen(1)),
+        lambda: gk.gumbel_max(logits, dim, generator=gen(1)),
+        lambda: gk.gumbel_topk(logits, 2, dim, generator=gen(1)),
     ):
         with pytest.raises(ValueError, match="logits"):
             call()
         with gk.validate_args(False):
-            call()  # no check, no error
+            call()  # no check, no error (and no crash on the invalid values)
 
 
 def test_topk_needs_k_unmasked_categories():

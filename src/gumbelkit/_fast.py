@@ -285,6 +285,28 @@ def _sum(a: np.ndarray, axis: int) -> np.ndarray:
     return a.sum(axis=0, keepdims=True, dtype=np.float64).astype(a.dtype)
 
 
+def _argmax_axis0(a: np.ndarray) -> np.ndarray:
+    """First index of the maximum down each column of ``a`` (K, inner), like ``argmax(axis=0)``.
+
+    numpy's and torch's argmax along a leading axis run strided and are several times slower:
+    this keeps a running maximum over chunks of rows (contiguous max passes) and resolves only
+    the columns a chunk improves. Strict ``>`` keeps the first maximum; NaN never wins (NaN data
+    is reported by the caller's finiteness check).
+    """
+    k = a.shape[0]
+    best = a[0].copy()
+    idx = np.zeros(a.shape[1], dtype=np.int64)
+    rows = 256
+    for k0 in range(0, k, rows):
+        chunk = a[k0 : k0 + rows]
+        cm = chunk.max(axis=0)
+        cols = np.nonzero(cm > best)[0]
+        if cols.size:
+            idx[cols] = np.ascontiguousarray(chunk[:, cols].T).argmax(axis=1) + k0
+            best[cols] = cm[cols]
+    return idx
+
+
 def softmax_numpy(
     z: Tensor, dim: int, tau: float, want_index: bool
 ) -> tuple[Tensor | None, bool]:
@@ -302,13 +324,12 @@ def softmax_numpy(
     bad: list[bool] = []
 
     def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
-        if idx3 is not None:
-            am = a.argmax(axis=axis)  # (rows,) or (inner,)
-            if axis == 1:
-                idx3.reshape(outer, inner)[lo:hi, 0] = am
-            else:
-                idx3[lo, 0] = am
         m = a.max(axis=axis, keepdims=True)
+        if idx3 is not None:
+            if axis == 1:
+                idx3.reshape(outer, inner)[lo:hi, 0] = a.argmax(axis=1)
+            else:
+                idx3[lo, 0] = _argmax_axis0(a)
         if not np.isfinite(m).all():
             bad.append(True)
         np.subtract(a, m, out=a)  # <= 0: tiny tau cannot overflow to +inf
@@ -330,13 +351,13 @@ def argmax_numpy(z: Tensor, dim: int) -> tuple[Tensor, bool]:
     bad: list[bool] = []
 
     def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
-        am = a.argmax(axis=axis)
         if axis == 1:
+            am = a.argmax(axis=1)
             idx2[lo:hi, 0] = am
             m = np.take_along_axis(a, am[:, None], axis=1)
         else:
-            idx2[lo] = am
-            m = np.take_along_axis(a, am[None, :], axis=0)
+            m = a.max(axis=0, keepdims=True)
+            idx2[lo] = _argmax_axis0(a)
         if not np.isfinite(m).all():
             bad.append(True)
 
