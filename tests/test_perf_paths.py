@@ -288,3 +288,22 @@ def test_bench_quick_smoke(tmp_path):
     assert {t["target"] for t in report["targets"]} >= {"large fwd+bwd speed", "small shapes not slower"}
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     assert "| op | shape |" in (tmp_path / "bench_ops.md").read_text()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_threaded_draws_work_in_a_forked_child(split_threads):
+    # the parent's thread pool object survives a fork without its threads; the child must not hang
+    import multiprocessing as mp
+
+    n = 4 * _fast.BLOCK
+    want = gk.gumbel_noise(n, generator=gen(6))  # creates the pool in the parent
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_child_noise, (n,)).get(timeout=60)
+    assert np.array_equal(got, want.numpy())
+
+
+def _child_noise(n: int) -> np.ndarray:
+    _fast.MIN_PER_THREAD = _fast.BLOCK
+    torch.set_num_threads(2)
+    return gk.gumbel_noise(n, generator=gen(6)).numpy()

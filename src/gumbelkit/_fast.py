@@ -29,6 +29,7 @@ and the fused samplers, so ``logits + gumbel_noise(...)`` and the fused path agr
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,7 @@ class _Source(threading.local):
 
 _local: _Source | None = None
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = -1
 _pool_lock = threading.Lock()
 
 
@@ -82,10 +84,12 @@ def _draw_state(generator: torch.Generator | None) -> tuple[int, int]:
 
 
 def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
+    global _pool, _pool_pid
     with _pool_lock:  # created on first large draw, never at import time
-        if _pool is None or _pool._max_workers < workers:
+        # a forked child (e.g. a DataLoader worker) inherits the pool object but not its threads
+        if _pool is None or _pool._max_workers < workers or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gumbelkit")
+            _pool_pid = os.getpid()
         return _pool
 
 
