@@ -15,7 +15,9 @@ from gumbelkit import get_validate_args, set_validate_args
 
 # Deterministic property-based tests: the same examples on every run and every machine, and no
 # deadline (CI machines are shared and slow; a timing flake is not a numerics failure).
-settings.register_profile("gumbelkit", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile(
+    "gumbelkit", deadline=None, derandomize=True, database=None, print_blob=True
+)
 settings.load_profile("gumbelkit")
 
 
