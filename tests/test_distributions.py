@@ -394,7 +394,10 @@ def test_gumbel_softmax_reproducible_and_equal_to_functional(gen) -> None:
     b = d.sample((2,), generator=gen(9))
     assert torch.equal(a, b)
     ref = gumbel_softmax(d.logits.expand(2, 3, 5), 0.8, generator=gen(9))
-    assert torch.equal(a, ref)
+    # Same draw; the distribution divides by a tensor temperature and the functional fast path
+    # by a number, so the two may differ in the last float32 bit, not more.
+    torch.testing.assert_close(a, ref, rtol=4 * torch.finfo(torch.float32).eps, atol=1e-12)
+    assert torch.equal(a.argmax(-1), ref.argmax(-1))
 
 
 @pytest.mark.parametrize(
