@@ -40,5 +40,8 @@ def test_polyprog_merge_and_bad_estimator(tmp_path) -> None:
     bench.main(["polyprog", "--quick", "--out", out, "--estimators", "reinmax", "--p", "2", "--merge"])
     rows = json.loads((tmp_path / "polyprog.json").read_text())["results"]
     assert {r["estimator"] for r in rows} == {"st", "reinmax"}
+    (tmp_path / "polyprog.md").unlink()
+    bench.main(["polyprog", "--render", "--out", out])
+    assert "| reinmax |" in (tmp_path / "polyprog.md").read_text()
     with pytest.raises(ValueError, match="unknown estimator"):
         bench.main(["polyprog", "--quick", "--out", out, "--estimators", "nope"])
