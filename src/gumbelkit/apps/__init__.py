@@ -1,0 +1,40 @@
+"""Applications built on :mod:`gumbelkit.training`, dispatched by ``gumbelkit train <app>``.
+
+Each application lives in ``gumbelkit.apps.<name>`` with ``model.py`` and ``train.py``; its
+``main(argv)`` parses a dataclass config and calls :func:`gumbelkit.training.run`. Applications
+are imported only when run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["APPS", "main"]
+
+# name -> ("module:function", one-line help)
+APPS: dict[str, tuple[str, str]] = {
+    "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: gumbelkit train <app> [options]   (gumbelkit train <app> --help)", "", "applications:"]
+    lines += [f"  {name:12s} {help_}" for name, (_, help_) in APPS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``gumbelkit train <app> ...`` to the application's ``main(argv)``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in APPS:
+        print(f"gumbelkit train: error: unknown application {name!r}; choose from: {', '.join(APPS)}",
+              file=sys.stderr)
+        return 2
+    module_name, func_name = APPS[name][0].split(":")
+    return int(getattr(importlib.import_module(module_name), func_name)(rest) or 0)

@@ -1,0 +1,1 @@
+"""The categorical VAE of Jang et al. (``gumbelkit train vae``)."""
