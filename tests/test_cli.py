@@ -1,0 +1,59 @@
+"""The ``gumbelkit`` command: help, dispatch, errors, and a smoke test for every subcommand."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gumbelkit import cli
+
+# Every top-level command -> the test that runs it tiny. Adding a command to cli.COMMANDS without
+# a smoke test (and an entry here) fails test_every_command_has_a_smoke_test.
+SMOKE_TESTS = {
+    "tour": "test_tour.py:test_report_files",  # runs `gumbelkit tour --quick` via cli.main
+    "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
+    "estimators": "test_estimators_bench.py:test_subcommand_quick",  # every benchmark, --quick
+}
+TESTS = Path(__file__).parent
+
+
+def test_every_command_has_a_smoke_test() -> None:
+    assert set(cli.COMMANDS) == set(SMOKE_TESTS)
+    for name, target in SMOKE_TESTS.items():
+        filename, func = target.split(":")
+        tree = ast.parse((TESTS / filename).read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert func in defined, f"smoke test of {name!r} missing: {target}"
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_target_imports(name: str) -> None:
+    module_name, func = cli.COMMANDS[name][0].split(":")
+    assert callable(getattr(importlib.import_module(module_name), func))
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["no-such-command"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no-such-command" in err and "tour" in err
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gumbelkit.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gumbelkit" in out and "tour" in out
