@@ -25,6 +25,7 @@ import argparse
 import fcntl
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -467,11 +468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload["quick"] = bool(args.quick)
         existing = args.out / "polyprog.json"
         args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / ".polyprog.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent --merge runs must not drop each other's rows
+        fd = os.open(args.out, os.O_RDONLY)  # lock the folder itself: no lock file left behind
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent --merge runs must not drop each other's rows
             if args.merge and existing.exists():
                 payload = merge_polyprog(json.loads(existing.read_text()), payload)
             _write(args.out, "polyprog", payload, _poly_markdown(payload))
+        finally:
+            os.close(fd)
     elif args.bench == "qp":
         taus = [float(x) for x in args.taus.split(",") if x]
         if args.quick:
