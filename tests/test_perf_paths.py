@@ -175,6 +175,10 @@ def test_hard_is_exactly_one_hot(dtype, shape, dim):
     s = gk.gumbel_softmax_sample(logits, 0.5, dim, generator=gen(1))
     ref = torch.zeros(shape, dtype=dtype).scatter_(dim, s.index.unsqueeze(dim), 1.0)
     assert s.hard.dtype == dtype and torch.equal(s.hard, ref)
+    # the same draw through the hard-only autograd Function (logits needing a gradient)
+    y = gk.gumbel_softmax(logits.clone().requires_grad_(True), 0.5, hard=True, dim=dim, generator=gen(1))
+    assert y.dtype == dtype and torch.equal(y.detach(), ref)
+    y.sum().backward()
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -213,6 +217,40 @@ def test_hard_backward_equals_soft_gradient(shape, dim):
     torch.softmax((lr + noise) / 0.7, dim).backward(cot)  # independent reference
     assert torch.equal(grads[0], grads[1])
     torch.testing.assert_close(grads[0], lr.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("use_noise", [False, True])
+@pytest.mark.parametrize("shape,dim", [((6, 7), -1), ((2, 5, 3), 1)])
+def test_hard_function_second_and_double_backward(use_noise, shape, dim):
+    # the hard Function reuses the soft sample's buffer for the first gradient; a second
+    # backward (retain_graph) and a double backward must recompute the same soft sample
+    logits = torch.randn(shape, generator=gen(0), dtype=torch.float64)
+    cot = torch.randn(shape, generator=gen(2), dtype=torch.float64)
+    noise = gk.gumbel_noise(shape, dtype=torch.float64, generator=gen(1))
+    kw = {"noise": noise} if use_noise else {"generator": gen(1)}
+    lg = logits.clone().requires_grad_(True)
+    y = gk.gumbel_softmax(lg, 0.6, hard=True, dim=dim, **kw)
+    assert "GumbelSoftmaxHardFunction" in type(y.grad_fn).__name__
+    y.backward(cot, retain_graph=True)
+    first = lg.grad.clone()
+    lg.grad = None
+    y.backward(cot)
+    assert torch.equal(lg.grad, first)
+    lr = logits.clone().requires_grad_(True)
+    torch.softmax((lr + noise) / 0.6, dim).backward(cot)  # the same noise: gen(1) both ways
+    torch.testing.assert_close(first, lr.grad, rtol=1e-12, atol=1e-15)
+    # second order: d/dl <grad_l <y, cot>, u> equals the soft sample's
+    u = torch.randn(shape, generator=gen(3), dtype=torch.float64)
+    second = []
+    for fn in (
+        lambda x: gk.gumbel_softmax(x, 0.6, hard=True, dim=dim, **({"noise": noise} if use_noise else {"generator": gen(1)})),
+        lambda x: torch.softmax((x + noise) / 0.6, dim),
+    ):
+        x = logits.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((fn(x) * cot).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad((g * u).sum(), x)
+        second.append(h)
+    torch.testing.assert_close(second[0], second[1], rtol=1e-10, atol=1e-13)
 
 
 def test_half_precision_gradient_is_computed_in_float32():

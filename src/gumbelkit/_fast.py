@@ -97,17 +97,19 @@ def _run_blocks(
     n: int,
     generator: torch.Generator | None,
     body: Callable[[np.ndarray, int, int], None],
+    stream: tuple[int, int] | None = None,
 ) -> None:
     """Call ``body(W, start, stop)`` for consecutive blocks covering ``range(n)``.
 
     ``W`` holds the 53-bit uniforms of elements ``start:stop`` of one PCG64 stream, in a float64
-    scratch array that ``body`` may overwrite. Blocks of different parts run in parallel.
+    scratch array that ``body`` may overwrite. Blocks of different parts run in parallel. The
+    stream is drawn from ``generator`` unless given (to replay an earlier draw).
     """
     global _local
     if _local is None:
         _local = _Source()
     local = _local
-    state, inc = _draw_state(generator)
+    state, inc = _draw_state(generator) if stream is None else stream
 
     def work(lo: int, hi: int) -> None:
         src = local  # this thread's generator and scratch
@@ -158,7 +160,10 @@ def _np_view(t: Tensor) -> np.ndarray:
 
 
 def perturb_into(
-    out: Tensor, logits: Tensor | None, generator: torch.Generator | None
+    out: Tensor,
+    logits: Tensor | None,
+    generator: torch.Generator | None,
+    stream: tuple[int, int] | None = None,
 ) -> Tensor:
     """Fill contiguous CPU ``out`` (float32 / float64) with ``logits + G`` (``G`` if logits is None).
 
@@ -181,7 +186,7 @@ def perturb_into(
         if lg is not None:
             np.add(ob, lg[start:stop], out=ob, casting="same_kind")  # logits + G
 
-    _run_blocks(o.size, generator, body)
+    _run_blocks(o.size, generator, body, stream)
     return out
 
 
@@ -202,7 +207,10 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def perturbed(
-    logits: Tensor, noise: Tensor | None, generator: torch.Generator | None
+    logits: Tensor,
+    noise: Tensor | None,
+    generator: torch.Generator | None,
+    stream: tuple[int, int] | None = None,
 ) -> Tensor:
     """A fresh contiguous ``logits + G`` in the compute dtype, without autograd history."""
     cdt = compute_dtype(logits.dtype)
@@ -210,7 +218,7 @@ def perturbed(
     if noise is None:
         if uses_fast_source(logits.device):
             z = torch.empty(logits.shape, dtype=cdt, device=logits.device)
-            return perturb_into(z, logits.contiguous(), generator)
+            return perturb_into(z, logits.contiguous(), generator, stream)
         from gumbelkit.noise import gumbel_noise
 
         g = gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator)
@@ -385,17 +393,22 @@ def one_hot(index: Tensor, shape: torch.Size, dim: int, dtype: torch.dtype) -> T
     return out.to(dtype)
 
 
-def softmax_backward_numpy(grad_y: Tensor, y: Tensor, dim: int, tau: float) -> Tensor:
-    """``y * (grad_y - sum(grad_y * y, dim)) / tau`` by blocks (contiguous CPU tensors)."""
-    out = torch.empty(y.shape, dtype=y.dtype)
+def softmax_backward_numpy(
+    grad_y: Tensor, y: Tensor, dim: int, tau: float, in_place: bool = False
+) -> Tensor:
+    """``y * (grad_y - sum(grad_y * y, dim)) / tau`` by blocks (contiguous CPU tensors).
+
+    ``in_place=True`` writes the result over ``y`` (whose owner no longer needs it).
+    """
+    out = y if in_place else torch.empty(y.shape, dtype=y.dtype)
     outer, k, inner = _layout(y.shape, dim)
     arrs = tuple(t.numpy().reshape(outer, k, inner) for t in (out, grad_y.contiguous(), y))
 
     def fn(axis: int, lo: int, hi: int, g: np.ndarray, gy: np.ndarray, yb: np.ndarray) -> None:
-        np.multiply(gy, yb, out=g)
-        s = _sum(g, axis)
-        np.subtract(gy, s, out=g)
-        np.multiply(g, yb, out=g)
+        t = np.multiply(gy, yb) if in_place else np.multiply(gy, yb, out=g)  # block temp
+        s = _sum(t, axis)
+        np.subtract(gy, s, out=t)
+        np.multiply(t, yb, out=g)  # elementwise: safe when g is yb
         if tau != 1.0:
             np.divide(g, g.dtype.type(tau), out=g)
 
@@ -486,3 +499,65 @@ class GumbelSoftmaxFunction(torch.autograd.Function):
         elif tau != 1.0:
             grad.div_(tau)
         return grad.to(ctx.in_dtype), None, None, None, None, None
+
+
+class GumbelSoftmaxHardFunction(torch.autograd.Function):
+    """Straight-through hard Gumbel-Softmax whose soft sample never outlives the backward pass.
+
+    Forward returns the exact one-hot of ``argmax(logits + G)`` and the index. The soft sample
+    ``y`` is kept privately (it is never returned), so the first backward writes the gradient
+    ``y * (g - sum(g * y)) / tau`` over ``y``'s own buffer: after the forward pass only the
+    one-hot and ``y`` exist, and the backward allocates nothing of the input's size. A second
+    backward (``retain_graph=True``) or a double backward recomputes ``y`` from the logits and
+    the replayed noise stream (or the given ``noise``). CPU, ``tau`` a number.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        logits: Tensor,
+        tau: float,
+        dim: int,
+        noise: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        stream = _draw_state(generator) if noise is None else None
+        z = perturbed(logits, noise, generator, stream)
+        index, ok = softmax_numpy(z, dim, tau, want_index=True)  # z is now y
+        if not ok and get_validate_args():
+            _diagnose(logits, dim)
+        assert index is not None
+        hard = one_hot(index, z.shape, dim, logits.dtype)
+        ctx.y = z
+        ctx.stream, ctx.tau, ctx.dim, ctx.in_dtype = stream, tau, dim, logits.dtype
+        ctx.save_for_backward(logits, noise)
+        ctx.mark_non_differentiable(index)
+        return hard, index
+
+    @staticmethod
+    def _recompute(ctx, logits: Tensor, noise: Tensor | None) -> Tensor:
+        z = perturbed(logits, noise, None, ctx.stream)
+        softmax_numpy(z, ctx.dim, ctx.tau, want_index=False)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad_hard: Tensor, grad_index: Tensor | None):  # type: ignore[override]
+        logits, noise = ctx.saved_tensors
+        tau, dim = ctx.tau, ctx.dim
+        none = (None, None, None, None)
+        if torch.is_grad_enabled():  # double backward: y as a differentiable function of logits
+            cdt = compute_dtype(logits.dtype)
+            g = (
+                noise.to(cdt)
+                if noise is not None
+                else perturb_into(torch.empty(logits.shape, dtype=cdt), None, None, ctx.stream)
+            )
+            y = torch.softmax((logits.to(cdt) + g) / tau, dim)
+            grad = torch._softmax_backward_data(grad_hard.to(cdt), y, dim, cdt) / tau
+            return (grad.to(ctx.in_dtype), *none)
+        y = ctx.y
+        ctx.y = None  # consumed: its buffer becomes the gradient
+        if y is None:
+            y = GumbelSoftmaxHardFunction._recompute(ctx, logits, noise)
+        grad = softmax_backward_numpy(grad_hard.detach().to(y.dtype), y, dim, tau, in_place=True)
+        return (grad.to(ctx.in_dtype), *none)

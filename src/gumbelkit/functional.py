@@ -389,6 +389,17 @@ def gumbel_softmax(
     if hard not in (True, False):
         raise ValueError(f"hard must be True or False, got {hard!r}")
     if hard:
+        if (
+            logits.requires_grad
+            and torch.is_grad_enabled()
+            and logits.device.type == "cpu"
+            and not isinstance(tau, Tensor)
+        ):
+            # the soft sample is not returned: the Function reuses its buffer for the gradient
+            tau = check_tau(tau)
+            d = _prepare_cheap(logits, dim)
+            noise = _check_noise(noise, logits)
+            return _fast.GumbelSoftmaxHardFunction.apply(logits, tau, d, noise, generator)[0]
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
     tau = check_tau(tau)
     d = _prepare_cheap(logits, dim)
