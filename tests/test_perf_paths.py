@@ -203,8 +203,9 @@ def test_custom_backward_gradcheck(shape, dim, tau):
     assert torch.autograd.gradcheck(f, (logits,))
 
 
-@pytest.mark.parametrize("shape,dim", [((6, 7), -1), ((2, 5, 3), 1)])
+@pytest.mark.parametrize("shape,dim", [((6, 7), -1), ((2, 5, 3), 1), ((2, 300, 500), 1)])
 def test_hard_backward_equals_soft_gradient(shape, dim):
+    # (2, 300, 500) along dim 1: the backward walks each (K, inner) slab in several row chunks
     logits = torch.randn(shape, generator=gen(0), dtype=torch.float64)
     noise = gk.gumbel_noise(shape, dtype=torch.float64, generator=gen(1))
     cot = torch.randn(shape, generator=gen(2), dtype=torch.float64)

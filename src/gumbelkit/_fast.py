@@ -405,10 +405,20 @@ def softmax_backward_numpy(
     arrs = tuple(t.numpy().reshape(outer, k, inner) for t in (out, grad_y.contiguous(), y))
 
     def fn(axis: int, lo: int, hi: int, g: np.ndarray, gy: np.ndarray, yb: np.ndarray) -> None:
-        t = np.multiply(gy, yb) if in_place else np.multiply(gy, yb, out=g)  # block temp
-        s = _sum(t, axis)
-        np.subtract(gy, s, out=t)
-        np.multiply(t, yb, out=g)  # elementwise: safe when g is yb
+        if axis == 1:  # a block of whole rows, in cache
+            t = np.multiply(gy, yb) if in_place else np.multiply(gy, yb, out=g)
+            s = t.sum(axis=1, keepdims=True)
+            np.subtract(gy, s, out=t)
+            np.multiply(t, yb, out=g)  # elementwise: safe when g is yb
+        else:  # a (K, inner) slab: chunks of rows, so no temporary of the slab's size
+            rows = max(1, BLOCK // yb.shape[1])
+            acc = np.zeros((1, yb.shape[1]), dtype=np.float64)
+            for k0 in range(0, yb.shape[0], rows):
+                acc += (gy[k0 : k0 + rows] * yb[k0 : k0 + rows]).sum(axis=0, dtype=np.float64)
+            s = acc.astype(yb.dtype)
+            for k0 in range(0, yb.shape[0], rows):
+                t = np.subtract(gy[k0 : k0 + rows], s)
+                np.multiply(t, yb[k0 : k0 + rows], out=g[k0 : k0 + rows])
         if tau != 1.0:
             np.divide(g, g.dtype.type(tau), out=g)
 
