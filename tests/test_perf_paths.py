@@ -291,6 +291,16 @@ def test_folded_validation_raises_and_can_be_turned_off(bad, dim):
             call()  # no check, no error (and no crash on the invalid values)
 
 
+@pytest.mark.parametrize("shape,dim", [((40, 9), -1), ((3, 9, 1), 1), ((9, 4), 0)])
+def test_topk_matches_torch_topk_up_to_the_last_unmasked(shape, dim):
+    logits = torch.randn(shape, generator=gen(0)) * 2
+    logits.narrow(dim, 0, 3).fill_(NEG_INF)  # 6 unmasked per slice: k = 6 uses all of them
+    noise = gk.gumbel_noise(shape, generator=gen(1))
+    for k in (1, 4, 6):
+        got = gk.gumbel_topk(logits, k, dim, noise=noise)
+        assert torch.equal(got, (logits + noise).topk(k, dim).indices)
+
+
 def test_topk_needs_k_unmasked_categories():
     logits = torch.zeros(3, 6)
     logits[1, 2:] = NEG_INF  # 2 unmasked

@@ -377,6 +377,29 @@ def argmax_numpy(z: Tensor, dim: int) -> tuple[Tensor, bool]:
     return index, not bad
 
 
+def topk_numpy(z: Tensor, dim: int, k: int) -> tuple[Tensor, bool]:
+    """Indices of the ``k`` largest entries along the last-like ``dim`` (inner size 1), largest
+    first, and whether all of them are finite. Blocks of rows: ``argpartition`` then a sort of
+    the ``k`` survivors, no OpenMP fork."""
+    outer, n, inner = _layout(z.shape, dim)
+    assert inner == 1
+    z2 = z.numpy().reshape(outer, n)
+    index = torch.empty(z.shape[:dim] + (k,) + z.shape[dim + 1 :], dtype=torch.int64)
+    idx2 = index.numpy().reshape(outer, k)
+    bad: list[bool] = []
+
+    def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
+        part = np.argpartition(a, n - k, axis=1)[:, n - k :]  # the k largest, unordered
+        vals = np.take_along_axis(a, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")  # largest first
+        idx2[lo:hi] = np.take_along_axis(part, order, axis=1)
+        if not np.isfinite(vals).all():
+            bad.append(True)
+
+    _groups((z2.reshape(outer, n, 1),), fn)
+    return index, not bad
+
+
 def one_hot(index: Tensor, shape: torch.Size, dim: int, dtype: torch.dtype) -> Tensor:
     """Exact one-hot (every entry 0 or 1) of ``index`` along ``dim``, contiguous CPU ``dtype``.
 

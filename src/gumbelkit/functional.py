@@ -176,10 +176,15 @@ def gumbel_topk(
         raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
     noise = _check_noise(noise, logits)
     with torch.no_grad():
-        top = _fast.perturbed(logits, noise, generator).topk(k, dim=d)
+        z = _fast.perturbed(logits, noise, generator)
+        if z.device.type == "cpu" and z.stride(d) == 1:  # categories contiguous (inner size 1)
+            indices, ok = _fast.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
+        else:
+            top = z.topk(k, dim=d)
+            indices, ok = top.indices, bool(torch.isfinite(top.values).all())
     # every value is finite iff no NaN / +inf and each slice has >= k unmasked categories,
     # since the noise is finite; only then are the full checks run to name the problem
-    if get_validate_args() and not bool(torch.isfinite(top.values).all()):
+    if get_validate_args() and not ok:
         check_logits(logits, d)
         allowed = (~torch.isneginf(logits)).sum(dim=d)
         if bool((allowed < k).any()):
@@ -187,7 +192,7 @@ def gumbel_topk(
                 f"k={k} is larger than the number of unmasked (not -inf) categories in some "
                 f"slice along dim={dim} (smallest count: {int(allowed.min())})"
             )
-    return top.indices
+    return indices
 
 
 class _StraightThrough(torch.autograd.Function):
