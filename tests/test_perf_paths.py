@@ -254,6 +254,16 @@ def test_hard_function_second_and_double_backward(use_noise, shape, dim):
     torch.testing.assert_close(second[0], second[1], rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("hard", [False, True])
+def test_noise_that_needs_a_gradient_gets_one(hard):
+    logits = torch.randn(4, 6, generator=gen(0), dtype=torch.float64, requires_grad=True)
+    noise = gk.gumbel_noise((4, 6), dtype=torch.float64, generator=gen(1)).requires_grad_(True)
+    cot = torch.randn(4, 6, generator=gen(2), dtype=torch.float64)
+    gk.gumbel_softmax(logits, 0.5, hard=hard, noise=noise).backward(cot)
+    # d/dnoise = d/dlogits for logits + noise
+    assert noise.grad is not None and torch.allclose(noise.grad, logits.grad)
+
+
 def test_half_precision_gradient_is_computed_in_float32():
     logits = (torch.randn(8, 6, generator=gen(0)) * 2).half().requires_grad_(True)
     noise = gk.gumbel_noise((8, 6), generator=gen(1))

@@ -265,11 +265,14 @@ def _soft_and_index(
     """Soft sample (logits' dtype, differentiable) and, if asked, the argmax index.
 
     Fast path: the fused in-place sampler, under a custom autograd Function that saves only the
-    soft sample when the logits need a gradient. A temperature tensor that needs a gradient
-    takes the plain autograd path, whose graph also differentiates with respect to tau.
+    soft sample when the logits need a gradient. A temperature or noise tensor that needs a
+    gradient takes the plain autograd path, whose graph also differentiates with respect to it.
     """
     noise = _check_noise(noise, logits)
-    if isinstance(tau, Tensor) and tau.requires_grad and torch.is_grad_enabled():
+    plain = (isinstance(tau, Tensor) and tau.requires_grad) or (
+        noise is not None and noise.requires_grad
+    )
+    if plain and torch.is_grad_enabled():  # gradients for tau or the noise: torch's autograd
         check_logits(logits, d)
         z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
         index = z.detach().argmax(dim=d) if want_index else None
@@ -399,6 +402,7 @@ def gumbel_softmax(
             and torch.is_grad_enabled()
             and logits.device.type == "cpu"
             and not isinstance(tau, Tensor)
+            and not (isinstance(noise, Tensor) and noise.requires_grad)
         ):
             # the soft sample is not returned: the Function reuses its buffer for the gradient
             tau = check_tau(tau)
