@@ -366,3 +366,20 @@ def _child_noise(n: int) -> np.ndarray:
     _fast.MIN_PER_THREAD = _fast.BLOCK
     torch.set_num_threads(2)
     return gk.gumbel_noise(n, generator=gen(6)).numpy()
+
+
+def test_torch_op_fallbacks_used_off_cpu(monkeypatch):
+    # other devices take torch ops (torch.rand noise, in-place torch softmax, the Function's
+    # torch backward); force those branches on CPU and check them against references
+    monkeypatch.setattr(_fast, "uses_fast_source", lambda device: False)
+    monkeypatch.setattr(_fast, "use_numpy_path", lambda z, tau: False)
+    g = gk.gumbel_noise((5, 7), dtype=torch.float64, generator=gen(1))
+    w = torch.rand((5, 7), dtype=torch.float64, generator=gen(1)).clamp_(min=2.0**-54)
+    torch.testing.assert_close(g, -torch.log(-torch.log1p(-w)), rtol=1e-15, atol=1e-15)
+    logits = torch.randn(2, 4, 3, generator=gen(0), dtype=torch.float64, requires_grad=True)
+    noise = gk.gumbel_noise(logits.shape, dtype=torch.float64, generator=gen(2))
+    for tau in (1.0, 0.3, 2.0):
+        y = gk.gumbel_softmax(logits, tau, dim=1, noise=noise)
+        assert "GumbelSoftmaxFunction" in type(y.grad_fn).__name__
+        torch.testing.assert_close(y, torch.softmax((logits + noise) / tau, 1), rtol=1e-13, atol=1e-300)
+    assert torch.autograd.gradcheck(lambda x: gk.gumbel_softmax(x, 0.3, dim=1, noise=noise), (logits,))
