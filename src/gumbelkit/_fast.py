@@ -289,11 +289,43 @@ def _groups(
         _parallel(outer, max(1, MIN_PER_THREAD // max(k * inner, 1)), 1, work)
 
 
+#: Up to this many categories, row reductions loop over the columns: numpy's reductions
+#: along a short last axis pay a per-row overhead (about 8x slower at K = 10).
+_SMALL_K = 32
+
+
+def _max1(a: np.ndarray) -> np.ndarray:
+    """Row maxima of ``a`` (rows, K) as (rows, 1); NaN propagates."""
+    if a.shape[1] > _SMALL_K:
+        return a.max(axis=1, keepdims=True)
+    m = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        np.maximum(m, a[:, j], out=m)
+    return m[:, None]
+
+
+def _argmax1(a: np.ndarray) -> np.ndarray:
+    """First index of each row's maximum of ``a`` (rows, K)."""
+    if a.shape[1] > _SMALL_K:
+        return a.argmax(axis=1)
+    m = a[:, 0].copy()
+    idx = np.zeros(a.shape[0], dtype=np.int64)
+    for j in range(1, a.shape[1]):
+        np.copyto(idx, j, where=a[:, j] > m)  # strict: the first maximum wins
+        np.maximum(m, a[:, j], out=m)
+    return idx
+
+
 def _sum(a: np.ndarray, axis: int) -> np.ndarray:
     # along rows numpy sums pairwise; down a (K, inner) slab it accumulates row by row, so use
     # float64 there to keep the normaliser accurate for large K
     if axis == 1:
-        return a.sum(axis=1, keepdims=True)
+        if a.shape[1] > _SMALL_K:
+            return a.sum(axis=1, keepdims=True)
+        t = a[:, 0].copy()
+        for j in range(1, a.shape[1]):
+            np.add(t, a[:, j], out=t)
+        return t[:, None]
     return a.sum(axis=0, keepdims=True, dtype=np.float64).astype(a.dtype)
 
 
@@ -336,10 +368,10 @@ def softmax_numpy(
     bad: list[bool] = []
 
     def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
-        m = a.max(axis=axis, keepdims=True)
+        m = _max1(a) if axis == 1 else a.max(axis=0, keepdims=True)
         if idx3 is not None:
             if axis == 1:
-                idx3.reshape(outer, inner)[lo:hi, 0] = a.argmax(axis=1)
+                idx3.reshape(outer, inner)[lo:hi, 0] = _argmax1(a)
             else:
                 idx3[lo, 0] = _argmax_axis0(a)
         if not np.isfinite(m).all():
@@ -364,7 +396,7 @@ def argmax_numpy(z: Tensor, dim: int) -> tuple[Tensor, bool]:
 
     def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
         if axis == 1:
-            am = a.argmax(axis=1)
+            am = _argmax1(a)
             idx2[lo:hi, 0] = am
             m = np.take_along_axis(a, am[:, None], axis=1)
         else:
@@ -430,7 +462,7 @@ def softmax_backward_numpy(
     def fn(axis: int, lo: int, hi: int, g: np.ndarray, gy: np.ndarray, yb: np.ndarray) -> None:
         if axis == 1:  # a block of whole rows, in cache
             t = np.multiply(gy, yb) if in_place else np.multiply(gy, yb, out=g)
-            s = t.sum(axis=1, keepdims=True)
+            s = _sum(t, 1)
             np.subtract(gy, s, out=t)
             np.multiply(t, yb, out=g)  # elementwise: safe when g is yb
         else:  # a (K, inner) slab: chunks of rows, so no temporary of the slab's size
