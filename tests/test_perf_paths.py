@@ -383,3 +383,22 @@ def test_torch_op_fallbacks_used_off_cpu(monkeypatch):
         assert "GumbelSoftmaxFunction" in type(y.grad_fn).__name__
         torch.testing.assert_close(y, torch.softmax((logits + noise) / tau, 1), rtol=1e-13, atol=1e-300)
     assert torch.autograd.gradcheck(lambda x: gk.gumbel_softmax(x, 0.3, dim=1, noise=noise), (logits,))
+
+
+def test_torch_compile_traces_the_samplers():
+    # dynamo cannot trace numpy generators or threads: under torch.compile the samplers take
+    # torch ops (backend="eager" traces with dynamo without the slow inductor code generation)
+    torch._dynamo.reset()
+
+    def f(x):
+        hard = gk.gumbel_softmax(x, 0.5, hard=True)
+        soft = gk.gumbel_softmax(x, 0.7)
+        return hard, soft, gk.gumbel_max(x), gk.gumbel_topk(x, 2)
+
+    x = torch.randn(6, 9, generator=gen(0), requires_grad=True)
+    hard, soft, idx, top = torch.compile(f, backend="eager")(x)
+    assert bool(((hard == 0) | (hard == 1)).all()) and torch.equal(hard.sum(-1), torch.ones(6))
+    torch.testing.assert_close(soft.sum(-1), torch.ones(6))
+    assert idx.shape == (6,) and top.shape == (6, 2)
+    (hard * soft).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())

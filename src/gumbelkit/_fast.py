@@ -150,9 +150,21 @@ def _exponential_block(w: np.ndarray) -> np.ndarray:
     return w
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (it cannot trace numpy generators or threads)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling is not None and is_compiling())
+
+
+def cpu_fast(device: torch.device) -> bool:
+    """Whether the numpy block paths serve ``device``: CPU, outside ``torch.compile`` tracing
+    (which gets the torch-op paths instead)."""
+    return device.type == "cpu" and not compiling()
+
+
 def uses_fast_source(device: torch.device) -> bool:
-    """Whether noise on ``device`` comes from the PCG64 block source (CPU) or ``torch.rand``."""
-    return device.type == "cpu"
+    """Whether noise on ``device`` comes from the PCG64 block source or ``torch.rand``."""
+    return cpu_fast(device)
 
 
 def _np_view(t: Tensor) -> np.ndarray:
@@ -482,7 +494,7 @@ def softmax_backward_numpy(
 
 
 def use_numpy_path(z_like: Tensor, tau: float | Tensor) -> bool:
-    return z_like.device.type == "cpu" and not isinstance(tau, Tensor)
+    return cpu_fast(z_like.device) and not isinstance(tau, Tensor)
 
 
 def soft_sample(

@@ -128,7 +128,7 @@ def gumbel_max(
     noise = _check_noise(noise, logits)
     with torch.no_grad():
         z = _fast.perturbed(logits, noise, generator)  # (*, K, *) without autograd history
-        if z.device.type == "cpu":
+        if _fast.cpu_fast(z.device):
             index, ok = _fast.argmax_numpy(z, d)  # numpy blocks: no OpenMP fork per call
             if not ok and get_validate_args():
                 check_logits(logits, d)
@@ -177,7 +177,7 @@ def gumbel_topk(
     noise = _check_noise(noise, logits)
     with torch.no_grad():
         z = _fast.perturbed(logits, noise, generator)
-        if z.device.type == "cpu" and z.stride(d) == 1:  # categories contiguous (inner size 1)
+        if _fast.cpu_fast(z.device) and z.stride(d) == 1:  # categories contiguous (inner size 1)
             indices, ok = _fast.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
         else:
             top = z.topk(k, dim=d)
@@ -231,7 +231,7 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
 
 def _one_hot(index: Tensor, like: Tensor, dim: int) -> Tensor:
     """Exact one-hot of ``index`` (``dim`` removed) with ``like``'s shape, dtype and device."""
-    if like.device.type == "cpu":
+    if _fast.cpu_fast(like.device):
         return _fast.one_hot(index, like.shape, dim, like.dtype)
     return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(
         dim, index.unsqueeze(dim), 1.0
@@ -272,7 +272,8 @@ def _soft_and_index(
     plain = (isinstance(tau, Tensor) and tau.requires_grad) or (
         noise is not None and noise.requires_grad
     )
-    if plain and torch.is_grad_enabled():  # gradients for tau or the noise: torch's autograd
+    if (plain and torch.is_grad_enabled()) or _fast.compiling():
+        # gradients for tau or the noise, or torch.compile tracing: plain torch ops + autograd
         check_logits(logits, d)
         z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
         index = z.detach().argmax(dim=d) if want_index else None
@@ -400,7 +401,7 @@ def gumbel_softmax(
         if (
             logits.requires_grad
             and torch.is_grad_enabled()
-            and logits.device.type == "cpu"
+            and _fast.cpu_fast(logits.device)
             and not isinstance(tau, Tensor)
             and not (isinstance(noise, Tensor) and noise.requires_grad)
         ):
