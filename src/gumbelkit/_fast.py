@@ -14,17 +14,25 @@ Where the time goes on CPU, and what this module does about it
   scratch stays in the L2 cache; each block goes ``W -> E -> log E -> logits + G`` and lands
   directly in the output buffer. No float64 tensor of the full size, and no separate noise /
   perturbed copies, ever exist.
-* **Threads.** The block arithmetic is numpy ufuncs, which release the GIL and never start an
-  OpenMP team (torch's ``log`` forks one per call, which stalls for milliseconds on a loaded
+* **Threads.** The block arithmetic (noise, softmax, argmax, top-k, one-hot, backward) is numpy
+  ufuncs, which release the GIL and never start an OpenMP team (torch's ``log``, ``exp`` and
+  ``softmax`` fork one per call even for small tensors, which stalls for milliseconds on a loaded
   machine). Large tensors are split into at most ``torch.get_num_threads()`` contiguous parts,
   one per thread; part ``j`` advances its PCG64 copy to its first element, so the result is one
-  logical stream and does not depend on the number of threads.
-* **Autograd.** :class:`GumbelSoftmaxFunction` saves only the soft sample and computes
-  :math:`\nabla_\ell = y \odot (\bar y - \langle \bar y, y\rangle) / \tau` in one kernel
-  (``torch._softmax_backward_data``).
+  logical stream and does not depend on the number of threads. A forked child re-creates the pool.
+* **Autograd.** :class:`GumbelSoftmaxFunction` saves only the soft sample; its backward is
+  :math:`\nabla_\ell = y \odot (\bar y - \langle \bar y, y\rangle) / \tau`, computed by blocks.
+  :class:`GumbelSoftmaxHardFunction` (``hard=True``) keeps its soft sample private and writes the
+  gradient over it, so forward + backward peaks at the one-hot plus one buffer.
+* **Validation** reads the per-slice maximum the sampler computes anyway (finite exactly when
+  the slice is valid, since the noise is finite) instead of three passes over the logits.
+* ``torch.compile``: while dynamo traces, every function here falls back to torch ops
+  (:func:`compiling`), since numpy generators and threads cannot be traced.
 
-The per-element recipe (:func:`_gumbel_block`) is shared by :func:`gumbelkit.noise.gumbel_noise`
-and the fused samplers, so ``logits + gumbel_noise(...)`` and the fused path agree bit for bit.
+Float32 results may differ from torch's own softmax in the last bits (numpy's ``exp``); the
+per-element noise recipe (:func:`_exponential_block` and :func:`perturb_into`) is shared by
+:func:`gumbelkit.noise.gumbel_noise` and the fused samplers, so ``logits + gumbel_noise(...)``
+and the fused path agree bit for bit.
 """
 
 from __future__ import annotations
