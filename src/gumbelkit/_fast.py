@@ -96,8 +96,7 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
     with _pool_lock:  # created on first large draw, never at import time
         # a forked child (e.g. a DataLoader worker) inherits the pool object but not its threads
         if _pool is None or _pool._max_workers < workers or _pool_pid != os.getpid():
-            if _pool is not None and _pool_pid == os.getpid():
-                _pool.shutdown(wait=False)  # queued work still runs; idle threads exit
+            # a replaced pool is not shut down: another thread may still be submitting to it
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gumbelkit")
             _pool_pid = os.getpid()
         return _pool
