@@ -122,7 +122,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     epochs = sorted({round(r["epochs"], 2) for r in runs.values()})
     lines = [
         f"| estimator | test -ELBO (ours) | test -log p(x) bound, m={m} (ours) | valid -ELBO (ours) | test KL | epochs "
-        "| final tau | minutes (CPU, 1 thread, shared machine) | Jang et al. Table 1, VAE (Cat.) -ELBO |",
+        "| final tau | wall minutes (1 thread; shared machine, load varied) | Jang et al. Table 1, VAE (Cat.) -ELBO |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -135,13 +135,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     notes = [
         "",
         f"Ordering by our test -ELBO (lower is better): {' < '.join(ranked)}. Best: {best} at "
-        f"{runs[best]['test']['neg_elbo']:.2f} nats (target <= 105: {'met' if table['target_met'] else 'NOT met'}).",
+        f"{runs[best]['test']['neg_elbo']:.2f} nats (target <= 105: {'met' if table['target_met'] else 'NOT met'}). "
+        "One seed per estimator: differences under about 1 nat are within seed-to-seed noise.",
         "",
         "Setup and differences from Jang et al. (2017), Table 1:",
         f"- Model: {cfg['latent_vars']} x {cfg['categories']} categorical latents, encoder 784-512-256-(LxC), mirrored decoder, "
         f"Bernoulli likelihood, analytic KL to the uniform prior; Adam lr {cfg['lr']} (constant; the notebook decays it), "
         f"batch {cfg['batch_size']}, seed {cfg['seed']} for every estimator (one seed: no error bars).",
-        f"- Budget: {', '.join(str(e) for e in epochs)} epochs of the 50k training split (Jang et al.: 100 epochs).",
+        f"- Budget: {', '.join(f'{e:g}' for e in epochs)} epochs of the 50k training split for every estimator "
+        "(Jang et al.: 100 epochs); 2 shared CPU cores did not allow more. The `extend` rows continue some runs longer.",
         f"- tau: Jang's exponential schedule max(0.5, exp(-3e-5 * 1000 floor(t/1000))) for every estimator except ReinMax, "
         f"which needs tau >= 1 and uses a constant {REINMAX_TAU} (Liu et al.'s 10x30 setting; not tuned for 20x10).",
         f"- Binarization: {any_run['binarization']}, sampled once from seed 0 (the same binary data for every run); "
@@ -152,6 +154,31 @@ def cmd_render(args: argparse.Namespace) -> int:
         "- Produced by `python benchmarks/vae_table.py run` then `python benchmarks/vae_table.py render` "
         "(numbers from results/vae/runs/*.json).",
     ]
+    long_runs = _load("long")
+    if long_runs:
+        long_ranked = sorted(long_runs, key=lambda e: long_runs[e]["test"]["neg_elbo"])
+        table["longer_budget"] = [{"estimator": e, "epochs": long_runs[e]["epochs"],
+                                   "test_neg_elbo": long_runs[e]["test"]["neg_elbo"],
+                                   "test_iw_nll": long_runs[e]["test"]["iw_nll"],
+                                   "valid_neg_elbo": long_runs[e]["valid"]["neg_elbo"]} for e in long_ranked]
+        best_long = long_ranked[0]
+        table["target_met_longer_budget"] = long_runs[best_long]["test"]["neg_elbo"] <= 105.0
+        (RESULTS / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+        lines += ["", "Longer budget: the same runs continued from their checkpoints (`extend`), same seed and settings:", "",
+                  f"| estimator | epochs | test -ELBO (ours) | test -log p(x) bound, m={m} (ours) | valid -ELBO (ours) | Jang et al. -ELBO |",
+                  "|---|---|---|---|---|---|"]
+        for e in long_ranked:
+            r = long_runs[e]
+            jang = f"{JANG_CAT[e]:.1f}" if e in JANG_CAT else "-"
+            lines.append(f"| {LABELS.get(e, e)} | {r['epochs']:g} | {r['test']['neg_elbo']:.2f} | {r['test']['iw_nll']:.2f} | "
+                         f"{r['valid']['neg_elbo']:.2f} | {jang} |")
+        notes.insert(2, f"Longer budget: best {best_long} at {long_runs[best_long]['test']['neg_elbo']:.2f} nats after "
+                        f"{long_runs[best_long]['epochs']:g} epochs (target <= 105: "
+                        f"{'met' if table['target_met_longer_budget'] else 'NOT met'}).")
+        for name, path in long_runs[best_long].get("figures", {}).items():
+            if Path(path).exists():
+                (RESULTS / "figures").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, RESULTS / "figures" / f"{best_long}_{long_runs[best_long]['epochs']:g}ep_{name}.png")
     md = "\n".join(lines + notes) + "\n"
     (RESULTS / "table.md").write_text(md)
     best_figs = runs[best].get("figures", {})

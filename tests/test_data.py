@@ -14,6 +14,16 @@ from gumbelkit.data import binarize, find_idx_files, load_mnist, mnist_splits, r
 from gumbelkit.data.mnist import IDX_FILES
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine idle OpenMP workers spin and cost 10x CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def write_idx(path: Path, array: np.ndarray, code: int = 0x08) -> None:
     """A minimal IDX writer (independent of the reader under test)."""
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -37,6 +37,16 @@ from gumbelkit.training import (
 )
 from gumbelkit.training.checkpoint import capture_rng_state, restore_rng_state
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine idle OpenMP workers spin and cost 10x CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------------------------
@@ -277,31 +287,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# Tolerance of the 2-process vs 1-process comparison: both see the same data, binarization and
+# Tolerance of the 2-process vs 1-process comparison. Both see the same data, binarization and
 # Gumbel noise (drawn with the global batch's shape), so they differ only by float32 rounding in
-# the order of the gradient reduction. After 40 Adam steps at lr 1e-3 we measured max |diff|
-# around 1e-6; 1e-4 leaves room while still failing on any real mismatch (a different batch or
-# noise moves weights by ~1e-3 per step).
-DDP_ATOL = 1e-4
+# the order of the gradient reduction. Measured after 40 steps: per-step losses agree to 6e-5
+# nats (of ~200-540), decoder weights to 2e-6; but Adam divides by sqrt(v), so a weight whose
+# gradient is ~0 up to rounding can move +-lr either way: 91 of 585k encoder weights differed
+# by more than 1e-4 (max 4.8e-3, i.e. a few steps of lr = 1e-3). Hence: losses within 1e-3
+# nats, at most 0.1% of the weights beyond 1e-4, none beyond 20 lr. A different batch or noise
+# would change the losses by whole nats and move most weights by ~lr.
+LOSS_ATOL, PARAM_ATOL, PARAM_FRAC, PARAM_MAX = 1e-3, 1e-4, 1e-3, 0.02
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
-    common = [*VAE_SMALL, "--max-steps", "40", "--checkpoint-every", "40"]
+    common = [*VAE_SMALL, "--max-steps", "40", "--checkpoint-every", "40", "--log-every", "1"]
     two, one = tmp_path / "two", tmp_path / "one"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(_free_port()), "-m", "gumbelkit.cli", "train", "vae", *common, "--out-dir", str(two)]
-    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[:6000]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[:3000] + "\n...\n" + res.stderr[-3000:]
     info = json.loads((two / "distributed.json").read_text())
     assert info["world_size"] == 2 and info["backend"] == "gloo"
     assert info["max_abs_param_difference_across_ranks"] == 0.0  # ranks hold identical weights
     subprocess.run(_cli(*common, "--out-dir", str(one)), env=_env(), check=True, stdout=subprocess.DEVNULL)
+    la = [r["loss"] for r in read_metrics(one / "metrics.jsonl") if r["split"] == "train"]
+    lb = [r["loss"] for r in read_metrics(two / "metrics.jsonl") if r["split"] == "train"]
+    assert len(la) == len(lb) == 40
+    assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < LOSS_ATOL
     a, b = _params(one / CHECKPOINT_NAME), _params(two / CHECKPOINT_NAME)
-    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert worst < DDP_ATOL, worst
-    moved = max(float((a[k] - v).abs().max()) for k, v in _initial_params().items())
-    assert moved > 100 * DDP_ATOL  # training moved the weights far more than the tolerance
+    diff = torch.cat([(a[k] - b[k]).abs().reshape(-1) for k in a])
+    assert float((diff > PARAM_ATOL).float().mean()) < PARAM_FRAC
+    assert float(diff.max()) < PARAM_MAX
+    moved = torch.cat([(a[k] - v).abs().reshape(-1) for k, v in _initial_params().items()])
+    assert float((moved > PARAM_ATOL).float().mean()) > 0.5  # training moved most weights beyond the tolerance
 
 
 def _initial_params() -> dict[str, torch.Tensor]:

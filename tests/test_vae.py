@@ -24,6 +24,16 @@ from gumbelkit.apps.vae.train import VAEConfig, main, quick_run
 from gumbelkit.training import CHECKPOINT_NAME, load_checkpoint, parse_config, read_metrics
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine idle OpenMP workers spin and cost 10x CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def test_every_app_has_a_smoke_test() -> None:
     # Add the new application's smoke test below, then add its name here.
     assert set(APPS) == {"vae"}
@@ -99,7 +109,8 @@ def test_quick_run_for_the_tour(tmp_path: Path) -> None:
 def test_cli_smoke_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     argv = ["--quick", "--out-dir", str(out), "--estimator", "st_gs", "--checkpoint-every", "10",
-            "--log-every", "10", "--eval-every", "20", "--no-figures", "--train-subset", "600", "--test-subset", "50"]
+            "--log-every", "10", "--eval-every", "20", "--no-figures", "--train-subset", "600", "--test-subset", "50",
+            "--threads", "1"]
     assert apps_main(["vae", *argv, "--max-steps", "30"]) == 0
     assert "st_gs: test -ELBO" in capsys.readouterr().out
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 30

@@ -223,9 +223,10 @@ def run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], Ta
             with a different config.
     """
     t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
     info = init_distributed(device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
@@ -234,6 +235,7 @@ def run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], Ta
         return _run(config, make_task, device, info, t_start)
     finally:
         cleanup_distributed(info)
+        torch.set_num_threads(threads_before)  # a library call leaves the caller's setting alone
 
 
 def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], Task],
