@@ -94,6 +94,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not runs:
         print("no results in results/vae/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
         return 1
+    for stale in (RESULTS / "figures").glob("*.png"):  # a previous render's best may have changed
+        stale.unlink()
     ranked = sorted(runs, key=lambda e: runs[e]["test"]["neg_elbo"])
     best = ranked[0]
     any_run = runs[best]
