@@ -5,7 +5,7 @@ Gumbel noise that is never infinite, exact Gumbel-Max and Gumbel-top-k sampling,
 and module wrappers. Importing the package does no work beyond importing torch.
 """
 
-from gumbelkit import distributions
+from gumbelkit import diagnostics, distributions, estimators
 from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
 from gumbelkit.distributions import (
     Gumbel,
@@ -55,7 +55,9 @@ __all__ = [
     "LinearTau",
     "RelaxedBernoulli",
     "RelaxedBernoulliStraightThrough",
+    "diagnostics",
     "distributions",
+    "estimators",
     "exponential_noise",
     "get_schedule",
     "get_validate_args",
