@@ -334,6 +334,7 @@ def test_gradcheck_mixed_softmax_backward(taus, coefs) -> None:
 
     xg = x.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda v: soft(v.masked_fill(torch.isinf(x), NEG_INF)), (xg,))
+    assert torch.autograd.gradgradcheck(lambda v: soft(v.masked_fill(torch.isinf(x), NEG_INF)), (xg,))
     torch.testing.assert_close(soft(x), _mixture_reference(x, shifts, taus, coefs))
     # `hard` routes the incoming gradient through the very same formula (straight-through)
     g = torch.randn(3, 5, **kw, generator=_gen(3))
@@ -456,6 +457,57 @@ def test_conditional_gumbel_has_the_right_argmax_and_law() -> None:
     big = torch.tensor([1e30, -1e30, 0.0], dtype=torch.float32)
     zb = E.conditional_gumbel(big, torch.tensor(2), 10, generator=_gen(16))
     assert (zb.argmax(-1) == 2).all() and not torch.isnan(zb).any()
+
+
+# --------------------------------------------------------------------------- autograd contract
+
+def _straight_through(soft: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype) + soft - soft.detach()
+
+
+def _surrogate_reference(name: str, x: torch.Tensor, noise: torch.Tensor, tau: float, seed: int, index):
+    # independent plain-autograd surrogates (the estimators' constants rebuilt from the same noise
+    # and generator stream), as functions of differentiable logits xx
+    mx = x.amax(-1, keepdim=True)
+    win = torch.nn.functional.one_hot(index, x.shape[-1]).bool()
+    if name == "gs":
+        return lambda xx: torch.softmax((xx + noise) / tau, -1)
+    if name == "st_gs":
+        return lambda xx: _straight_through(torch.softmax((xx + noise) / tau, -1))
+    if name == "st":
+        return lambda xx: win.double() + torch.softmax(xx / tau, -1) - torch.softmax(xx / tau, -1).detach()
+    if name == "gst":
+        a = torch.where(win, mx, torch.minimum(x, mx - 1.0)) - x
+        return lambda xx: win.double() + torch.softmax((xx + a) / tau, -1) - torch.softmax((xx + a) / tau, -1).detach()
+    if name == "reinmax":
+        a = (0.5 * (torch.softmax(x / tau, -1) + win.double())).log() - x
+        return lambda xx: win.double() + (r := 2 * torch.softmax(xx + a, -1) - 0.5 * torch.softmax(xx, -1)) - r.detach()
+    assert name == "gumbel_rao"  # k = 3: the given noise, then 2 conditional draws from the generator
+    pert = [x + noise, *E.conditional_gumbel(x, index, 2, generator=_gen(seed))]
+    return lambda xx: win.double() + (r := sum(torch.softmax((xx + (p - x)) / tau, -1) for p in pert) / 3) - r.detach()
+
+
+@pytest.mark.parametrize("name", PATHWISE)
+def test_second_order_gradients_match_plain_autograd(name: str) -> None:
+    # create_graph=True must give the surrogate's true second derivative (a Hessian-vector product
+    # with an extra term that also reaches the logits: a dropped estimator term would go unnoticed
+    # by autograd.grad, so compare values against an independent plain-autograd surrogate)
+    x = torch.randn(3, 4, dtype=torch.float64, generator=_gen(24))
+    w = torch.randn(3, 4, dtype=torch.float64, generator=_gen(25))
+    noise = gumbel_noise(x.shape, dtype=torch.float64, generator=_gen(26))
+    tau = _tau(name)
+    opts = {"k": 3} if name == "gumbel_rao" else {}
+
+    def second(hard_fn):
+        xx = x.clone().requires_grad_(True)
+        loss = ((hard_fn(xx) * w).sum(-1) ** 2).sum() + (xx**3).sum()
+        (g,) = torch.autograd.grad(loss, xx, create_graph=True)
+        return torch.autograd.grad((g * w).sum(), xx)[0]  # Hessian-vector product with w
+
+    s = E.sample(x, name, tau, generator=_gen(27), noise=noise, **opts)
+    h = second(lambda xx: E.sample(xx, name, tau, generator=_gen(27), noise=noise, **opts).hard)
+    torch.testing.assert_close(h, second(_surrogate_reference(name, x, noise, tau, 27, s.index)), rtol=1e-9, atol=1e-11)
+    assert (h - 6 * x * w).abs().max() > 1e-3  # the estimator's own term is not zero
 
 
 def test_mixed_softmax_st_half_precision_is_exact_one_hot() -> None:

@@ -117,6 +117,9 @@ class _MixedSoftmaxST(torch.autograd.Function):
     ``hard`` is returned unchanged (an exact one-hot in the logits' dtype) and is differentiated
     with coefficients ``c_hard``; ``soft`` :math:`= \\sum_m c^{soft}_m y_m` is differentiated
     with ``c_soft``, which is its true Jacobian. Computation runs in float32 for half inputs.
+    Twice differentiable: under ``create_graph=True`` the backward recomputes the probabilities
+    from ``x`` with autograd on, so Hessian-vector products and gradient penalties see the
+    surrogate's true second derivative (the shifts and temperatures are constants).
     """
 
     @staticmethod
@@ -136,13 +139,17 @@ class _MixedSoftmaxST(torch.autograd.Function):
             soft = probs[0] * c_soft[0]  # (*, K)
         else:
             soft = (c_soft.reshape((-1,) + (1,) * xc.ndim) * probs).sum(dim=0)  # (*, K)
-        ctx.save_for_backward(probs, c_hard / taus, c_soft / taus)
+        ctx.save_for_backward(x, shifts, taus, probs, c_hard / taus, c_soft / taus)
         ctx.in_dtype = x.dtype
         return hard, soft.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_hard: Tensor | None, grad_soft: Tensor | None):  # type: ignore[override]
-        probs, w_hard, w_soft = ctx.saved_tensors
+        x, shifts, taus, probs, w_hard, w_soft = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: rebuild the probabilities from x, so that the returned gradient
+            # carries a graph and second derivatives are those of the surrogate (shifts constant)
+            probs = _mixture_probs(x.to(probs.dtype), shifts, taus)
         total: Tensor | None = None
         if grad_hard is not None:
             total = mixed_softmax_vjp(grad_hard.to(probs.dtype), probs, w_hard)
