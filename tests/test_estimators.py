@@ -461,6 +461,13 @@ def test_conditional_gumbel_has_the_right_argmax_and_law() -> None:
 
 # --------------------------------------------------------------------------- autograd contract
 
+TAU_CONSTANT = ("st", "gst", "gumbel_rao", "reinmax")  # treat tau as a constant
+
+
+def test_tau_constant_list_is_current() -> None:
+    assert set(TAU_CONSTANT) | {"gs", "st_gs"} == set(PATHWISE)
+
+
 def _straight_through(soft: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype) + soft - soft.detach()
 
@@ -508,6 +515,34 @@ def test_second_order_gradients_match_plain_autograd(name: str) -> None:
     h = second(lambda xx: E.sample(xx, name, tau, generator=_gen(27), noise=noise, **opts).hard)
     torch.testing.assert_close(h, second(_surrogate_reference(name, x, noise, tau, 27, s.index)), rtol=1e-9, atol=1e-11)
     assert (h - 6 * x * w).abs().max() > 1e-3  # the estimator's own term is not zero
+
+
+@pytest.mark.parametrize("name", TAU_CONSTANT)
+def test_tau_requiring_grad_is_refused_where_tau_is_a_constant(name: str) -> None:
+    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen(28))
+    with pytest.raises(ValueError, match="tau requires grad.*'gs' / 'st_gs'"):
+        E.sample(x, name, torch.tensor(1.5, dtype=torch.float64, requires_grad=True))
+    # a constant 0-d tensor is the same as the number
+    a = E.sample(x.requires_grad_(True), name, torch.tensor(1.5), generator=_gen(29))
+    b = E.sample(x, name, 1.5, generator=_gen(29))
+    assert torch.equal(a.hard, b.hard) and torch.equal(a.soft, b.soft)
+
+
+@pytest.mark.parametrize("name", ["gs", "st_gs"])
+def test_tau_gradient_flows_for_the_relaxations(name: str) -> None:
+    x = torch.randn(2, 3, dtype=torch.float64, generator=_gen(28))
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    s = E.sample(x, name, tau, generator=_gen(29))
+    (s.hard * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    assert tau.grad is not None and torch.isfinite(tau.grad) and tau.grad != 0
+
+
+@pytest.mark.parametrize("tau", [torch.ones(1, 1), torch.ones(1), torch.tensor(1), torch.ones(2)])
+def test_tau_tensor_must_be_0d_float(tau: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="0-d float tensor"):
+        E.sample(torch.zeros(2, 3), "st", tau)
+    with pytest.raises(ValueError, match="0-d float tensor"):
+        E.Estimator("gst", tau=tau)
 
 
 def test_mixed_softmax_st_half_precision_is_exact_one_hot() -> None:

@@ -248,7 +248,9 @@ def sample(
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
         name: a name from ``names("pathwise")`` or a callable (see :func:`get`).
-        tau: temperature (``reinmax`` needs ``tau >= 1``).
+        tau: temperature (``reinmax`` needs ``tau >= 1``). Only ``gs`` and ``st_gs``
+            differentiate through a tensor ``tau``; ``st``, ``gst``, ``gumbel_rao`` and
+            ``reinmax`` treat it as a constant and raise ValueError if it requires grad.
         dim: the category dimension.
         generator: optional ``torch.Generator``.
         **options: estimator options (``k`` for gumbel_rao, ``gap`` for gst, ``noise`` for all).
@@ -342,7 +344,8 @@ class Estimator(nn.Module):
         self.name = name
         self.options = _check_options(_REGISTRY[name], options)
         s = _REGISTRY[name]
-        self.tau = check_float_tau(tau, minimum=s.tau_min)
+        # stored as a float: a learnable tau is passed at call time, ``layer(logits, tau=t)``
+        self.tau = check_float_tau(tau, minimum=s.tau_min, owner=f"Estimator({name!r}) (it stores a float default)")
         self.dim = dim
 
     def forward(

@@ -31,12 +31,27 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_float_tau(tau: object, name: str = "tau", minimum: float | None = None) -> float:
-    """A positive finite Python number (or 0-d tensor), optionally with ``tau >= minimum``."""
+def check_float_tau(
+    tau: object, name: str = "tau", minimum: float | None = None, *, owner: str = "this estimator"
+) -> float:
+    """A positive finite Python number (or 0-d float tensor without grad), optionally ``>= minimum``.
+
+    ``st``, ``gst``, ``gumbel_rao`` and ``reinmax`` treat the temperature as a constant (only
+    ``gs`` and ``st_gs`` differentiate through a tensor ``tau``), so a ``tau`` that requires grad
+    is refused here rather than silently detached.
+    """
     if isinstance(tau, Tensor):
-        if tau.numel() != 1 or not tau.is_floating_point():
-            raise ValueError(f"{name} must be a positive finite number (or a 0-d float tensor), got {tau!r}")
-        tau = float(tau.detach())
+        if tau.ndim != 0 or not tau.is_floating_point():
+            raise ValueError(
+                f"{name} must be a positive finite number or a 0-d float tensor, got a tensor of shape "
+                f"{tuple(tau.shape)} and dtype {tau.dtype}"
+            )
+        if tau.requires_grad:
+            raise ValueError(
+                f"{name} requires grad, but {owner} treats {name} as a constant and would silently drop "
+                f"its gradient; pass {name}.detach(), or use 'gs' / 'st_gs' to learn {name}"
+            )
+        tau = float(tau)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise ValueError(f"{name} must be a positive finite number, got {tau!r}")
     t = float(tau)

@@ -82,12 +82,15 @@ def gst(
         \mathrm{hard} = \mathrm{onehot}(D),\ D \sim \mathrm{Cat}(\mathrm{softmax}(\ell)), \qquad
         \nabla_\ell\,\mathrm{hard} := \nabla\, \mathrm{softmax}(\tilde\ell / \tau)
 
-    As :math:`\tau \to 0` the surrogate saturates on ``D`` (the gap keeps the gradient from
-    exploding, which is its point); as :math:`\tau \to \infty` it shrinks like :math:`1/\tau`.
+    As :math:`\tau \to 0` the surrogate saturates on ``D``: with the winner ahead by at least
+    the gap :math:`\delta`, the Jacobian of :math:`\mathrm{softmax}(\tilde\ell/\tau)/\tau`
+    *vanishes* like :math:`e^{-\delta/\tau}/\tau` (it does not merely stay bounded); as
+    :math:`\tau \to \infty` it shrinks like :math:`1/\tau`.
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        tau: temperature (positive number).
+        tau: temperature (positive number). A 0-d tensor is accepted but treated as a constant
+            (ValueError if it requires grad; use ``gs`` / ``st_gs`` to learn tau).
         dim: the category dimension.
         gap: ``1.0`` (GST-1.0), any positive number, or ``"p"`` for
             :math:`-\log(1-\pi_D)/\pi_D` (GST-p).
@@ -102,7 +105,7 @@ def gst(
         >>> s.index.shape
         torch.Size([3])
     """
-    t = check_float_tau(tau)
+    t = check_float_tau(tau, owner="gst")
     gp = check_gap(gap)
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)

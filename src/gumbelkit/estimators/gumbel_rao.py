@@ -110,7 +110,8 @@ def gumbel_rao(
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        tau: temperature (positive number).
+        tau: temperature (positive number). A 0-d tensor is accepted but treated as a constant
+            (ValueError if it requires grad; use ``gs`` / ``st_gs`` to learn tau).
         dim: the category dimension.
         k: number of conditional Gumbel samples (``k >= 1``; ``k = 1`` is ST-GS).
         generator: optional ``torch.Generator``.
@@ -126,7 +127,7 @@ def gumbel_rao(
         >>> s.hard.shape
         torch.Size([3, 4])
     """
-    t = check_float_tau(tau)
+    t = check_float_tau(tau, owner="gumbel_rao")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1 (number of conditional Gumbel samples), got {k!r}")
     d = prepare(logits, dim)

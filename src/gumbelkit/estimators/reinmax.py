@@ -7,7 +7,10 @@ mid-point :math:`\pi_1 = \tfrac12\big(D + \mathrm{softmax}(\ell/\tau)\big)`, Rei
     \hat\nabla_\ell = \Big(2\, J(\pi_1) - \tfrac12\, J(\pi_0)\Big)\, \frac{\partial f}{\partial D},
     \qquad J(\pi) = \mathrm{diag}(\pi) - \pi\pi^\top,
 
-which matches the true gradient to second order (ST is first order). The published analysis
+which matches the true gradient to second order (ST is first order). In particular, at
+:math:`\tau = 1` its expectation over ``D`` equals the exact gradient of
+:math:`\mathbb E_D[f(D)]` for every ``f`` that is at most quadratic in the one-hot ``D`` (not
+for cubic ``f``); at :math:`\tau > 1` it is in general biased, even for linear ``f``. The published analysis
 and experiments need :math:`\tau \ge 1`; smaller temperatures are refused.
 
 References:
@@ -57,7 +60,8 @@ def reinmax(
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        tau: temperature, ``tau >= 1`` (ValueError otherwise).
+        tau: temperature, ``tau >= 1`` (ValueError otherwise). A 0-d tensor is accepted but
+            treated as a constant (ValueError if it requires grad; use ``gs`` / ``st_gs`` to learn tau).
         dim: the category dimension.
         generator: optional ``torch.Generator``.
         noise: optional pre-drawn Gumbel noise; the sample is ``argmax(logits + noise)``.
@@ -71,7 +75,7 @@ def reinmax(
         >>> s.hard.sum().item()
         3.0
     """
-    t = check_float_tau(tau, minimum=TAU_MIN)
+    t = check_float_tau(tau, minimum=TAU_MIN, owner="reinmax")
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)

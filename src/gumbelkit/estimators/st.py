@@ -46,7 +46,8 @@ def st(
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        tau: temperature of the surrogate softmax (positive number).
+        tau: temperature of the surrogate softmax (positive number). A 0-d tensor is accepted but treated as a constant
+            (ValueError if it requires grad; use ``gs`` / ``st_gs`` to learn tau).
         dim: the category dimension.
         generator: optional ``torch.Generator``.
         noise: optional pre-drawn Gumbel noise of the logits' shape (the sample is
@@ -62,7 +63,7 @@ def st(
         >>> s.hard.sum().item()
         4.0
     """
-    t = check_float_tau(tau)
+    t = check_float_tau(tau, owner="st")
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)
