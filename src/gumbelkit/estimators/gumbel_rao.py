@@ -35,6 +35,7 @@ from torch import Tensor
 
 from gumbelkit.estimators._common import (
     check_float_tau,
+    compute_dtype,
     draw_gumbel,
     mixed_softmax_st,
     prepare,
@@ -61,21 +62,25 @@ def conditional_gumbel(
     (``-inf``) categories stay ``-inf``.
 
     Args:
-        logits: ``(*, K)`` logits, categories last (float32 or float64).
+        logits: ``(*, K)`` logits, categories last (any float dtype; half precision is
+            computed in float32).
         index: ``(*)`` the category every draw must have as its argmax.
         n: number of draws.
         generator: optional ``torch.Generator``.
 
     Returns:
         ``(n, *, K)`` perturbed logits in the frame :math:`\ell - \max \ell` (a per-slice
-        constant shift of :math:`\ell + G`), whose argmax is ``index``.
+        constant shift of :math:`\ell + G`), in the logits' dtype, whose argmax is ``index``
+        (strictly: a loser that rounding to half precision would tie with the winner is moved
+        one ulp below it).
 
     Example:
         >>> z = conditional_gumbel(torch.tensor([0.0, 1.0, 2.0]), torch.tensor(0), 4)
         >>> bool((z.argmax(-1) == 0).all())
         True
     """
-    xs = shifted(logits.detach())  # (*, K), max 0, -inf where masked
+    # float16 has too few bits: ~0.05% of the draws would tie with (or beat) the winner
+    xs = shifted(logits.detach().to(compute_dtype(logits.dtype)))  # (*, K), max 0, -inf where masked
     lse = torch.logsumexp(xs, dim=-1, keepdim=True)  # (*, 1), in [0, log K]
     e = exponential_noise((n, *xs.shape), dtype=xs.dtype, device=xs.device, generator=generator)
     log_e = e.log()  # (n, *, K), finite: E in [2^-54, 37.4]
@@ -84,7 +89,13 @@ def conditional_gumbel(
     # z_j = -log(E_j exp(-x_j) + exp(-top)) as a logaddexp: no exp of raw logits; -inf stays -inf
     others = -torch.logaddexp(log_e - xs, -top)  # (n, *, K)
     winner = torch.zeros_like(xs, dtype=torch.bool).scatter_(-1, index.unsqueeze(-1), True)
-    return torch.where(winner, top, others)  # (n, *, K)
+    if logits.dtype == xs.dtype:
+        return torch.where(winner, top, others)  # (n, *, K)
+    top_o, others_o = top.to(logits.dtype), others.to(logits.dtype)
+    # rounding can make a loser equal the winner: move it one ulp down so the argmax stays exact
+    below = torch.nextafter(top_o, torch.full_like(top_o, -torch.inf))  # (n, *, 1)
+    others_o = torch.where(others_o >= top_o, below, others_o)
+    return torch.where(winner, top_o, others_o)  # (n, *, K) in the logits' dtype
 
 
 def gumbel_rao(
