@@ -18,7 +18,7 @@ import gumbelkit.diagnostics as D
 from gumbelkit import estimators as E
 from gumbelkit.estimators._common import _MixedSoftmaxST, mixed_softmax_st
 from gumbelkit.functional import GumbelSoftmaxSample, gumbel_softmax
-from gumbelkit.noise import gumbel_noise
+from gumbelkit.noise import exponential_noise, gumbel_noise
 
 ALL = E.names()
 PATHWISE = E.names("pathwise")
@@ -457,6 +457,61 @@ def test_conditional_gumbel_has_the_right_argmax_and_law() -> None:
     big = torch.tensor([1e30, -1e30, 0.0], dtype=torch.float32)
     zb = E.conditional_gumbel(big, torch.tensor(2), 10, generator=_gen(16))
     assert (zb.argmax(-1) == 2).all() and not torch.isnan(zb).any()
+
+
+def _conditional_ks_min_p(sampler) -> float:
+    # reference law of every coordinate of l + G given argmax = 1, by rejection: keep the
+    # unconditional Gumbel-Max draws that chose category 1 (~7000 of 2e5; category 1 is the
+    # least likely one), in the same max-subtracted frame
+    logits = torch.tensor([0.5, -1.0, 2.0, -0.3], dtype=torch.float64)
+    gen = _gen(30)
+    z = logits + gumbel_noise((200_000, 4), dtype=torch.float64, generator=gen)
+    ref = z[z.argmax(-1) == 1] - logits.max()  # (~7000, 4)
+    got = sampler(logits, torch.tensor(1), ref.shape[0], generator=gen)  # (~7000, 4)
+    return min(float(stats.ks_2samp(ref[:, j].numpy(), got[:, j].numpy()).pvalue) for j in range(4))
+
+
+def _wrong_sampler_clamped(logits, index, n, *, generator=None):
+    # untruncated Gumbels for the losers, clamped just below the (correct) winner
+    z = E.conditional_gumbel(logits, index, n, generator=generator)
+    xs = logits - logits.max()
+    top = z[:, index].unsqueeze(-1)
+    fresh = xs + gumbel_noise((n, *xs.shape), dtype=xs.dtype, generator=generator)
+    win = torch.nn.functional.one_hot(index, xs.shape[-1]).bool()
+    return torch.where(win, top, torch.minimum(fresh, top - 1e-9))
+
+
+def _wrong_sampler_forced(logits, index, n, *, generator=None):
+    # fresh unconditional Gumbels with the winner forced to be the max
+    xs = logits - logits.max()
+    fresh = xs + gumbel_noise((n, *xs.shape), dtype=xs.dtype, generator=generator)
+    win = torch.nn.functional.one_hot(index, xs.shape[-1]).bool()
+    return torch.where(win, fresh.amax(-1, keepdim=True) + 1e-6, fresh)
+
+
+def _wrong_sampler_location(logits, index, n, *, generator=None):
+    # right winner and right truncation, but the losers' locations are half the logits
+    z = E.conditional_gumbel(logits, index, n, generator=generator)
+    xs = logits - logits.max()
+    top = z[:, index].unsqueeze(-1)
+    log_e = exponential_noise((n, *xs.shape), dtype=xs.dtype, generator=generator).log()
+    win = torch.nn.functional.one_hot(index, xs.shape[-1]).bool()
+    return torch.where(win, top, -torch.logaddexp(log_e - 0.5 * xs, -top))
+
+
+def test_conditional_gumbel_law_of_every_coordinate_matches_rejection_sampling() -> None:
+    # two-sample Kolmogorov-Smirnov per coordinate (winner and the three losers) against
+    # rejection-sampled Gumbel-Max draws. Fails if any p < 2.5e-5: by the union bound over the
+    # 4 coordinates, a correct sampler fails with probability <= 1e-4.
+    assert _conditional_ks_min_p(E.conditional_gumbel) > 2.5e-5
+
+
+@pytest.mark.parametrize("wrong", [_wrong_sampler_clamped, _wrong_sampler_forced, _wrong_sampler_location])
+def test_conditional_gumbel_law_test_rejects_wrong_samplers(wrong) -> None:
+    # the test above has power: these wrong samplers keep the argmax (the first two also pass the
+    # mean-gradient test against ST-GS) but get the losers' law wrong; measured min p ~1e-84,
+    # ~1e-323 and 0
+    assert _conditional_ks_min_p(wrong) < 1e-20
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
