@@ -270,6 +270,10 @@ def compare(
 ) -> list[dict[str, Any]]:
     """:func:`estimator_stats` for several estimators at one temperature (one row each).
 
+    Rows are per estimate, not normalised for cost: ``reinforce`` evaluates ``f`` at
+    ``n_samples`` (default 4) samples per estimate, the pathwise estimators once; and
+    ``reinforce`` ignores ``tau``, so its rows in a :func:`tau_sweep` repeat (same seed).
+
     Args:
         names: registered names (default: all); an estimator whose temperature range excludes
             ``tau`` (ReinMax below 1) is left out.
