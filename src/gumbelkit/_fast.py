@@ -327,14 +327,21 @@ def _max1(a: np.ndarray) -> np.ndarray:
 
 def _argmax1(a: np.ndarray) -> np.ndarray:
     """First index of each row's maximum of ``a`` (rows, K)."""
+    return _argmax_max1(a)[0]
+
+
+def _argmax_max1(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First index of each row's maximum of ``a`` (rows, K), and a per-row maximum that is NaN
+    whenever the row holds a NaN (so one finiteness check of it validates the row)."""
     if a.shape[1] > _SMALL_K:
-        return a.argmax(axis=1)
+        idx = a.argmax(axis=1)  # numpy's argmax returns the first NaN, so the value below is NaN
+        return idx, np.take_along_axis(a, idx[:, None], axis=1)[:, 0]
     m = a[:, 0].copy()
     idx = np.zeros(a.shape[0], dtype=np.int64)
     for j in range(1, a.shape[1]):
         np.copyto(idx, j, where=a[:, j] > m)  # strict: the first maximum wins
-        np.maximum(m, a[:, j], out=m)
-    return idx
+        np.maximum(m, a[:, j], out=m)  # propagates NaN, unlike the strict comparison above
+    return idx, m
 
 
 def _sum(a: np.ndarray, axis: int) -> np.ndarray:
@@ -417,9 +424,8 @@ def argmax_numpy(z: Tensor, dim: int) -> tuple[Tensor, bool]:
 
     def fn(axis: int, lo: int, hi: int, a: np.ndarray) -> None:
         if axis == 1:
-            am = _argmax1(a)
+            am, m = _argmax_max1(a)  # m is NaN for a row with NaN logits (folded validation)
             idx2[lo:hi, 0] = am
-            m = np.take_along_axis(a, am[:, None], axis=1)
         else:
             m = a.max(axis=0, keepdims=True)
             idx2[lo] = _argmax_axis0(a)
