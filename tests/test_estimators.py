@@ -114,9 +114,11 @@ def test_name_or_callable() -> None:
 
     assert E.get(mine) is mine
     assert E.get("st") is E.st
-    a = E.sample(torch.randn(3, 4), mine, 1.0, generator=_gen(5))
-    b = E.sample(torch.randn(3, 4), "st", 1.0, generator=_gen(5))
-    assert a.hard.shape == b.hard.shape
+    x = torch.randn(3, 4, generator=_gen(4))
+    a = E.sample(x, mine, 1.0, generator=_gen(5))
+    b = E.sample(x, "st", 1.0, generator=_gen(5))
+    # the callable is dispatched to, with the same arguments and generator stream as the name
+    assert torch.equal(a.index, b.index) and torch.equal(a.hard, b.hard) and torch.equal(a.soft, b.soft)
 
 
 def test_modules() -> None:
@@ -125,14 +127,21 @@ def test_modules() -> None:
     x = torch.randn(2, 6, 3, requires_grad=True)
     s = m(x, tau=0.3, generator=_gen())
     assert s.hard.shape == x.shape and s.index.shape == (2, 3)
+    # the module is `sample` with its stored name, dim and options; the call's tau overrides
+    ref = E.sample(x, "gumbel_rao", 0.3, 1, generator=_gen(), k=4)
+    assert torch.equal(s.index, ref.index) and torch.equal(s.soft, ref.soft)
+    assert torch.equal(m(x, generator=_gen()).soft, E.sample(x, "gumbel_rao", 0.5, 1, generator=_gen(), k=4).soft)
+    assert not torch.equal(m(x, generator=_gen()).soft, s.soft)  # the default tau 0.5 is used
     s.hard.sum().backward()
     with pytest.raises(ValueError, match="allowed"):
         E.Estimator("st", gap=1.0)
     with pytest.raises(ValueError, match="score-function"):
         E.Estimator("reinforce")
     r = E.ReinforceLOO(n_samples=3, dim=0)
-    out = r(torch.zeros(4, 2, requires_grad=True), lambda h: h[:, 0].sum(-1))
+    out = r(torch.zeros(4, 2, requires_grad=True), lambda h: h[:, 0].sum(-1), generator=_gen(1))
     assert out.hard.shape == (3, 4, 2) and out.loss.shape == ()
+    ref = E.reinforce_loo(torch.zeros(4, 2), lambda h: h[:, 0].sum(-1), 3, dim=0, generator=_gen(1))
+    assert torch.equal(out.index, ref.index) and torch.equal(out.loss, ref.loss)
     with pytest.raises(ValueError):
         E.ReinforceLOO(n_samples=1)
 
@@ -334,6 +343,8 @@ def test_reinforce_surrogate_value_is_the_sample_mean() -> None:
     torch.testing.assert_close(out.loss, out.values.mean(0))
     per_example = E.reinforce_loo(x, lambda h: (h * torch.arange(3.0)).sum(-1), 6, generator=_gen())
     assert per_example.loss.shape == (5,)
+    torch.testing.assert_close(per_example.loss, per_example.values.mean(0))
+    torch.testing.assert_close(per_example.values, per_example.index.float())  # f(D) = index here
     per_example.loss.sum().backward()
     assert torch.isfinite(x.grad).all()
 
@@ -709,8 +720,19 @@ def test_surrogate_every_estimator(name: str) -> None:
     tau = 1.0 if name == "reinmax" else 0.5
     loss = E.surrogate(x, lambda h: (h * torch.arange(4.0)).sum((-1, -2)), name, tau, n_samples=3, generator=_gen())
     assert loss.shape == ()
+    # f sums the sampled category indices of the 3 rows, averaged over 3 samples (one-hot
+    # samples for all but "gs", whose `hard` is the relaxed sample)
+    total = 3 * loss.item()
+    assert 0 <= total <= 27, total
+    if name != "gs":
+        assert abs(total - round(total)) < 1e-4, total
     loss.backward()
-    assert torch.isfinite(x.grad).all()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+    if name != "reinforce":  # pathwise: the mean over n_samples of `sample`'s own gradient
+        xr = x.detach().clone().requires_grad_(True)
+        s = E.sample(xr.unsqueeze(0).expand(3, 3, 4), name, tau, -1, generator=_gen())
+        (s.hard * torch.arange(4.0)).sum((-1, -2)).mean().backward()
+        torch.testing.assert_close(x.grad, xr.grad)
 
 
 @pytest.mark.parametrize(
