@@ -1,20 +1,21 @@
-"""Figures of a trained categorical VAE (matplotlib, Agg backend, small PNGs)."""
+"""Figures of a trained categorical VAE (matplotlib, small PNGs).
+
+Drawn on ``matplotlib.figure.Figure`` objects, not pyplot, so importing this module leaves the
+process's matplotlib backend alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import gumbelkit  # noqa: E402
-from gumbelkit.apps.vae.model import CategoricalVAE  # noqa: E402
-from gumbelkit.training.metrics import read_metrics  # noqa: E402
+import gumbelkit
+from gumbelkit.apps.vae.model import CategoricalVAE
+from gumbelkit.training.metrics import read_metrics
 
 __all__ = ["write_all"]
 
@@ -31,7 +32,8 @@ def curves(metrics_path: Path, path: Path) -> None:
     records = read_metrics(metrics_path)
     train = [r for r in records if r["split"] == "train"]
     valid = [r for r in records if r["split"] == "valid"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss (estimator's sample)")
     if valid:
         ax.plot([r["step"] for r in valid], [r["neg_elbo"] for r in valid], "o-", label="valid -ELBO (one-hot z)")
@@ -48,7 +50,6 @@ def curves(metrics_path: Path, path: Path) -> None:
     ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
 
 
 @torch.no_grad()
@@ -58,13 +59,13 @@ def reconstructions(model: CategoricalVAE, x: torch.Tensor, path: Path, generato
     z = gumbelkit.gumbel_softmax_sample(model.encode(x), 1.0, generator=generator).hard
     rec = torch.sigmoid(model.decode(z))
     mosaic = _grid(torch.cat([x, rec]).cpu().numpy(), 2, len(x))
-    fig, ax = plt.subplots(figsize=(len(x) * 0.6, 1.4))
+    fig = Figure(figsize=(len(x) * 0.6, 1.4))
+    ax = fig.subplots()
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
     ax.set_title("test images (top) and reconstructions (bottom)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
 
 
 @torch.no_grad()
@@ -74,20 +75,21 @@ def prior_samples(model: CategoricalVAE, path: Path, generator: torch.Generator)
     device = next(model.parameters()).device
     idx = torch.randint(0, C, (64, L), generator=generator, device=device)
     imgs = torch.sigmoid(model.decode(F.one_hot(idx, C).float()))
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.subplots()
     ax.imshow(_grid(imgs.cpu().numpy(), 8, 8), cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
     ax.set_title("samples from the prior (decoder means)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
 
 
 @torch.no_grad()
 def code_usage(model: CategoricalVAE, x: torch.Tensor, path: Path) -> None:
     """Average posterior q(z_l = c | x) over test images, per variable l and class c."""
     q = torch.cat([F.softmax(model.encode(x[s : s + 1000]), -1) for s in range(0, len(x), 1000)]).mean(0)
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig = Figure(figsize=(4.5, 3.5))
+    ax = fig.subplots()
     im = ax.imshow(q.cpu().numpy(), aspect="auto", cmap="viridis", vmin=0)
     ax.set_xlabel("class c")
     ax.set_ylabel("latent variable l")
@@ -95,7 +97,6 @@ def code_usage(model: CategoricalVAE, x: torch.Tensor, path: Path) -> None:
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
 
 
 def write_all(model: CategoricalVAE, test_x: torch.Tensor, out_dir: Path,
