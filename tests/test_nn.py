@@ -41,6 +41,14 @@ def test_learnable_tensor_tau_at_call_time(gen):
     (y * torch.arange(5.0)).sum().backward()
     assert log_tau.grad is not None and bool(torch.isfinite(log_tau.grad))
     assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
+    # the tensor tau is not detached: both gradients equal the functional's, and tau's is not 0
+    lg_ref = logits.detach().clone().requires_grad_(True)
+    log_tau_ref = torch.nn.Parameter(torch.tensor(math.log(0.5)))
+    y_ref = gumbel_softmax(lg_ref, log_tau_ref.exp(), hard=True, generator=gen(1))
+    (y_ref * torch.arange(5.0)).sum().backward()
+    assert log_tau.grad != 0
+    torch.testing.assert_close(log_tau.grad, log_tau_ref.grad)
+    torch.testing.assert_close(logits.grad, lg_ref.grad)
 
 
 def test_module_has_no_state_and_a_repr():
