@@ -60,6 +60,26 @@ def test_sample_shapes_any_dim(name: str, dim: int) -> None:
         assert torch.equal(s.hard, torch.nn.functional.one_hot(s.index, x.shape[dim]).movedim(-1, dim).float())
 
 
+@pytest.mark.parametrize("name", PATHWISE)
+@pytest.mark.parametrize("dim", [0, 1])
+def test_any_dim_equals_the_last_dim_after_movedim(name: str, dim: int) -> None:
+    # the shape test above only checks shapes and finiteness; here the sample, the relaxation and
+    # the gradient along `dim` must be those along the last dim of the moved tensor, same noise
+    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=_gen(1))
+    noise = gumbel_noise(x.shape, dtype=torch.float64, generator=_gen(2))
+    w = torch.randn(x.shape, dtype=torch.float64, generator=_gen(3))
+    out = []
+    for d, move in ((dim, lambda t: t.clone()), (-1, lambda t: t.movedim(dim, -1).contiguous())):
+        xx = move(x).requires_grad_(True)
+        s = E.sample(xx, name, _tau(name), d, noise=move(noise), generator=_gen(4))
+        ((s.hard * move(w)).sum() + (s.soft * move(w)).sum()).backward()
+        out.append((s, xx.grad))
+    (a, ga), (b, gb) = out
+    assert torch.equal(a.index, b.index) and torch.equal(a.hard.movedim(dim, -1), b.hard)
+    torch.testing.assert_close(a.soft.movedim(dim, -1), b.soft, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ga.movedim(dim, -1), gb, rtol=1e-12, atol=1e-14)
+
+
 def test_unknown_name_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="gumbel_rao.*reinmax"):
         E.sample(torch.zeros(3), "gumbel-rao")
@@ -644,9 +664,14 @@ def test_tau_requiring_grad_is_refused_where_tau_is_a_constant(name: str) -> Non
 def test_tau_gradient_flows_for_the_relaxations(name: str) -> None:
     x = torch.randn(2, 3, dtype=torch.float64, generator=_gen(28))
     tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
-    s = E.sample(x, name, tau, generator=_gen(29))
+    noise = gumbel_noise(x.shape, dtype=torch.float64, generator=_gen(29))
+    s = E.sample(x, name, tau, noise=noise)
     (s.hard * torch.arange(3.0, dtype=torch.float64)).sum().backward()
     assert tau.grad is not None and torch.isfinite(tau.grad) and tau.grad != 0
+    # the value: d/dtau of softmax((x + G) / tau) (straight-through for "st_gs") at the same noise
+    tau_ref = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    (torch.softmax((x + noise) / tau_ref, -1) * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    torch.testing.assert_close(tau.grad, tau_ref.grad, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("tau", [torch.ones(1, 1), torch.ones(1), torch.tensor(1), torch.ones(2)])
