@@ -2,16 +2,13 @@
 
 The problem is small enough to enumerate: three categorical variables with four categories each
 (64 configurations) and a fixed random quadratic loss. The exact gradient of
-:math:`\\mathbb{E}_z[f(z)]` is the gradient of a 64-term sum. When :mod:`gumbelkit.diagnostics` is installed, it computes the exact gradient
-and the statistics of every registered estimator of :mod:`gumbelkit.estimators` (each within its
-temperature range), so this section grows with the registry; otherwise the section measures the
-core's soft relaxation and straight-through Gumbel-Softmax itself.
+:math:`\\mathbb{E}_z[f(z)]` is the gradient of a 64-term sum; :mod:`gumbelkit.diagnostics`
+computes it and the statistics of every registered estimator of :mod:`gumbelkit.estimators` (each
+within its temperature range), so this section grows with the registry.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +16,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from gumbelkit.functional import gumbel_softmax
+from gumbelkit import diagnostics, estimators
 from gumbelkit.tour._report import Section, TourContext, fmt
 
 TITLE = "Gradients"
 N_VARS, K, OUT = 3, 4, 5
-Estimator = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 
 
 def _problem(gen: torch.Generator) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
@@ -39,43 +35,18 @@ def _problem(gen: torch.Generator) -> tuple[torch.Tensor, Callable[[torch.Tensor
     return logits, f
 
 
-def exact_gradient(logits: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Gradient of E_z[f(z)], z_i ~ Categorical(softmax(logits_i)), by enumerating every z."""
-    n, k = logits.shape
-    configs = torch.tensor(list(itertools.product(range(k), repeat=n)))  # (k^n, n)
-    onehots = torch.nn.functional.one_hot(configs, k).to(logits.dtype)  # (k^n, n, k)
-    theta = logits.detach().clone().requires_grad_()
-    logp = torch.log_softmax(theta, -1)  # (n, k)
-    prob = logp.gather(1, configs.T).sum(0).exp()  # (k^n,) probability of each configuration
-    (g,) = torch.autograd.grad((prob * f(onehots)).sum(), theta)
-    return g
-
-
-def _core_estimators() -> dict[str, Estimator]:
-    return {
-        "gs": lambda lg, tau, gen: gumbel_softmax(lg, tau=tau, generator=gen),
-        "st_gs": lambda lg, tau, gen: gumbel_softmax(lg, tau=tau, hard=True, generator=gen),
-    }
-
-
 def _sweep_with_diagnostics(
     logits: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor], taus: list[float], m: int,
     seed: int,
-) -> tuple[torch.Tensor, dict[str, dict[str, Any]]] | None:
-    """Exact gradient and per-estimator statistics from ``gumbelkit.diagnostics``, or None when
-    that module is not installed."""
-    try:
-        diag: Any = importlib.import_module("gumbelkit.diagnostics")
-        est: Any = importlib.import_module("gumbelkit.estimators")
-    except ImportError:
-        return None
-    exact = diag.exact_gradient(logits, f).grad
-    names = list(est.names())
-    rows = diag.tau_sweep(logits, f, names, taus, n_draws=m, seed=seed, options={"gumbel_rao": {"k": 10}})
+) -> tuple[torch.Tensor, dict[str, dict[str, Any]]]:
+    """Exact gradient and per-estimator statistics from ``gumbelkit.diagnostics``."""
+    exact = diagnostics.exact_gradient(logits, f).grad
+    names = list(estimators.names())
+    rows = diagnostics.tau_sweep(logits, f, names, taus, n_draws=m, seed=seed, options={"gumbel_rao": {"k": 10}})
     stats: dict[str, dict[str, Any]] = {}
     for name in names:
-        tau_min = est.spec(name).tau_min
-        label = name + (" (k=10)" if name == "gumbel_rao" else "") + (" (tau ignored)" if est.spec(name).kind == "score" else "")
+        tau_min = estimators.spec(name).tau_min
+        label = name + (" (k=10)" if name == "gumbel_rao" else "") + (" (tau ignored)" if estimators.spec(name).kind == "score" else "")
         per_tau = []
         for r in rows:
             if r["estimator"] != name:
@@ -93,29 +64,6 @@ def _sweep_with_diagnostics(
     return exact, stats
 
 
-def estimator_stats(
-    fn: Estimator, logits: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor], tau: float,
-    m: int, gen: torch.Generator, exact: torch.Tensor,
-) -> dict[str, float]:
-    """Relative bias, relative variance and cosine similarity of one estimator over ``m`` draws."""
-    theta = logits.detach().expand(m, *logits.shape).clone().requires_grad_()  # (m, N, K)
-    f(fn(theta, tau, gen)).sum().backward()  # each draw's loss depends only on its own copy
-    assert theta.grad is not None
-    grads = theta.grad.flatten(1)  # (m, N*K) one gradient estimate per draw
-    e = exact.flatten()
-    mean = grads.mean(0)
-    norm2 = float(e @ e)
-    var = float(((grads - mean) ** 2).sum(1).mean())
-    return {
-        "relative_bias": float((mean - e).norm()) / norm2**0.5,
-        "relative_variance": var / norm2,
-        "relative_mse": float(((grads - e) ** 2).sum(1).mean()) / norm2,
-        "cosine_mean_vs_exact": float(mean @ e) / (float(mean.norm()) * norm2**0.5 + 1e-300),
-        # the bias estimate itself has Monte Carlo error about sqrt(variance / m)
-        "bias_noise_floor": (var / norm2 / m) ** 0.5,
-    }
-
-
 def run(ctx: TourContext) -> Section:
     """Bias / variance / cosine of each estimator against the exact gradient, across tau."""
     gen = ctx.generator(6)
@@ -123,17 +71,8 @@ def run(ctx: TourContext) -> Section:
     taus = np.logspace(-1, 1, ctx.sizes.grad_taus)
     m = ctx.sizes.grad_samples
     bar = ctx.bar(f"6 {TITLE}", total=2)
-    swept = _sweep_with_diagnostics(logits, f, [float(t) for t in taus], m, ctx.seed * 1_000_003 + 66)
-    if swept is not None:
-        exact, stats = swept
-        source = "gumbelkit.diagnostics with every gumbelkit.estimators entry"
-    else:
-        source = "the core's gumbel_softmax (gumbelkit.diagnostics not installed)"
-        exact = exact_gradient(logits, f)
-        stats = {}
-        for name, fn in _core_estimators().items():
-            rows = [{"tau": float(t), **estimator_stats(fn, logits, f, float(t), m, gen, exact)} for t in taus]
-            stats[name] = {"estimator": name, "min_tau": None, "per_tau": rows}
+    exact, stats = _sweep_with_diagnostics(logits, f, [float(t) for t in taus], m, ctx.seed * 1_000_003 + 66)
+    source = "gumbelkit.diagnostics with every gumbelkit.estimators entry"
     bar.update()
     fig = Figure(figsize=(12, 3.7), layout="constrained")
     ax1, ax2, ax3 = fig.subplots(1, 3)
