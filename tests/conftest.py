@@ -112,3 +112,13 @@ class Stats:
 @pytest.fixture
 def stats() -> type[Stats]:
     return Stats
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on a shared 2-core machine idle OpenMP workers spin and
+    cost about 10x CPU in the training tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -37,14 +37,7 @@ from gumbelkit.training import (
 )
 from gumbelkit.training.checkpoint import capture_rng_state, restore_rng_state
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine idle OpenMP workers spin and cost 10x CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,14 +23,7 @@ from gumbelkit.apps.vae.model import (
 from gumbelkit.apps.vae.train import VAEConfig, main, quick_run
 from gumbelkit.training import CHECKPOINT_NAME, load_checkpoint, parse_config, read_metrics
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine idle OpenMP workers spin and cost 10x CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
