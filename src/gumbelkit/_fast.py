@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import get_validate_args
+from gumbelkit._validation import compute_dtype, get_validate_args
 
 #: Elements per noise block: the float64 scratch (512 KiB) stays in L2 with the output slice.
 BLOCK = 1 << 16
@@ -220,11 +220,6 @@ def exponential_into(out: Tensor, generator: torch.Generator | None) -> Tensor:
 
     _run_blocks(o.size, generator, body)
     return out
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # half precision has too few bits for Gumbel noise and for softmax sums: work in float32
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def perturbed(

@@ -20,6 +20,13 @@ _VALIDATE_ARGS = True
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the library computes in: float64 stays float64, every other float dtype
+    (float32, float16, bfloat16) is computed in float32."""
+    # half precision has too few bits for Gumbel noise, logs and softmax sums
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def set_validate_args(value: bool) -> None:
     """Turn the data checks (NaN / +inf logits, fully masked slices) on or off globally.
 

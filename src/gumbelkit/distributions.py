@@ -43,6 +43,7 @@ from gumbelkit._validation import (
     check_float_tensor,
     check_logits,
     check_tau,
+    compute_dtype,
     get_validate_args,
 )
 from gumbelkit.functional import gumbel_softmax, gumbel_softmax_sample, straight_through
@@ -60,11 +61,6 @@ _EULER_GAMMA = 0.57721566490153286060651209008240243  # Euler-Mascheroni constan
 _LN2 = math.log(2.0)
 _Size = torch.Size | list[int] | tuple[int, ...]
 _EMPTY = torch.Size()  # default sample_shape (a module-level singleton, not a call per def)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # half precision has too few bits for Gumbel noise, logs and sums: work in float32
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _log1mexp(a: Tensor) -> Tensor:
@@ -160,7 +156,7 @@ class Gumbel(Distribution):
     ) -> Tensor:
         """Reparameterised sample :math:`\\mu + \\beta G`, shape ``sample_shape + batch_shape``."""
         shape = self._extended_shape(torch.Size(sample_shape))
-        cdt = _compute_dtype(self.loc.dtype)
+        cdt = compute_dtype(self.loc.dtype)
         g = gumbel_noise(shape, dtype=cdt, device=self.loc.device, generator=generator)
         return (self.loc.to(cdt) + self.scale.to(cdt) * g).to(self.loc.dtype)
 
@@ -178,7 +174,7 @@ class Gumbel(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         out = torch.promote_types(value.dtype, self.loc.dtype)
-        cdt = _compute_dtype(out)
+        cdt = compute_dtype(out)
         return (value.to(cdt) - self.loc.to(cdt)) / self.scale.to(cdt), out
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -216,7 +212,7 @@ class Gumbel(Distribution):
             if not bool(constraints.unit_interval.check(value).all()):
                 raise ValueError(f"icdf: value must be a probability in [0, 1], got {value}")
         out = torch.promote_types(value.dtype, self.loc.dtype)
-        cdt = _compute_dtype(out)
+        cdt = compute_dtype(out)
         q = value.to(cdt)
         return (self.loc.to(cdt) - self.scale.to(cdt) * torch.log(-torch.log(q))).to(out)
 
@@ -258,7 +254,7 @@ class _DtypeSimplex(constraints.Constraint):
         eps = torch.finfo(value.dtype).eps if value.is_floating_point() else 0.0
         tol = max(1e-6, value.shape[-1] * eps)
         total = value.sum(
-            -1, dtype=_compute_dtype(value.dtype) if value.is_floating_point() else None
+            -1, dtype=compute_dtype(value.dtype) if value.is_floating_point() else None
         )
         return torch.all(value >= 0, dim=-1) & ((total - 1).abs() <= tol)
 
@@ -285,7 +281,7 @@ def _check_temperature(temperature: object, dtype: torch.dtype, device: torch.de
     if isinstance(t, Tensor):
         return t
     # a number is stored in float32 or better: bfloat16 would turn 0.01 into 0.01001
-    return torch.tensor(t, dtype=_compute_dtype(dtype), device=device)
+    return torch.tensor(t, dtype=compute_dtype(dtype), device=device)
 
 
 def _batch_with_temperature(param_batch: torch.Size, temperature: Tensor) -> torch.Size:
@@ -412,7 +408,7 @@ class GumbelSoftmax(Distribution):
             if probs is not None and bool(((probs < 0) | probs.isnan()).any()):
                 raise ValueError("probs must be nonnegative and not NaN")
             check_logits(raw, raw.ndim - 1, name="logits" if name == "logits" else "log(probs)")
-        cdt = _compute_dtype(raw.dtype)
+        cdt = compute_dtype(raw.dtype)
         raw_c = raw.to(cdt)
         # normalise in float32 or better; the max is finite since no slice is fully masked
         self.logits = (raw_c - raw_c.logsumexp(-1, keepdim=True)).to(raw.dtype)
@@ -433,7 +429,7 @@ class GumbelSoftmax(Distribution):
 
     @lazy_property
     def probs(self) -> Tensor:  # type: ignore[override]
-        cdt = _compute_dtype(self.logits.dtype)
+        cdt = compute_dtype(self.logits.dtype)
         return torch.softmax(self.logits.to(cdt), dim=-1).to(self.logits.dtype)
 
     @property
@@ -477,7 +473,7 @@ class GumbelSoftmax(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
-        cdt = _compute_dtype(out_dtype)
+        cdt = compute_dtype(out_dtype)
         logits, v = torch.broadcast_tensors(self.logits.to(cdt), value.to(cdt))  # (*, K)
         tau = self.temperature.to(cdt).unsqueeze(-1)  # (*batch, 1)
         masked = torch.isneginf(logits)
@@ -552,7 +548,7 @@ class GumbelSoftmaxStraightThrough(GumbelSoftmax):
         if self._validate_args:
             self._validate_sample(value)
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
-        cdt = _compute_dtype(out_dtype)
+        cdt = compute_dtype(out_dtype)
         logits, v = torch.broadcast_tensors(self.logits.to(cdt), value.to(cdt))
         masked = torch.isneginf(logits)
         # 0 * (-inf) would be NaN (also in the backward): masked logits are replaced by 0 in
@@ -641,7 +637,7 @@ class RelaxedBernoulli(Distribution):
             if get_validate_args() and not bool(((p > 0) & (p < 1)).all()):
                 raise ValueError(f"probs must lie in the open interval (0, 1), got {p}")
             self.probs = p
-            cdt = _compute_dtype(p.dtype)
+            cdt = compute_dtype(p.dtype)
             pc = p.to(cdt)
             self.logits = (pc.log() - torch.log1p(-pc)).to(p.dtype)
         else:
@@ -681,7 +677,7 @@ class RelaxedBernoulli(Distribution):
     ) -> tuple[Tensor, torch.dtype]:
         """``(logits + L) / temperature`` in the compute dtype, shape ``(*sample, *batch)``."""
         shape = self._extended_shape(torch.Size(sample_shape))
-        cdt = _compute_dtype(self.logits.dtype)
+        cdt = compute_dtype(self.logits.dtype)
         dev = self.logits.device
         # the difference of two 53-bit Gumbels is Logistic(0, 1), finite: |L| <= 41.04
         g1 = gumbel_noise(shape, dtype=cdt, device=dev, generator=generator)
@@ -708,7 +704,7 @@ class RelaxedBernoulli(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
-        cdt = _compute_dtype(out_dtype)
+        cdt = compute_dtype(out_dtype)
         fi = torch.finfo(cdt)
         # 0 and 1 are read as the nearest interior floats so that the logit is finite
         y = value.to(cdt).clamp(min=fi.tiny, max=1.0 - fi.eps / 2)
@@ -756,7 +752,7 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
         if self._validate_args:
             self._validate_sample(value)
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
-        cdt = _compute_dtype(out_dtype)
+        cdt = compute_dtype(out_dtype)
         b = value.to(cdt)
         lg = self.logits.to(cdt)
         return (b * F.logsigmoid(lg) + (1 - b) * F.logsigmoid(-lg)).to(out_dtype)

@@ -27,6 +27,7 @@ from gumbelkit._validation import (
     check_float_tensor,
     check_logits,
     check_tau,
+    compute_dtype,
     get_validate_args,
 )
 from gumbelkit.noise import gumbel_noise
@@ -57,16 +58,11 @@ class GumbelSoftmaxSample(NamedTuple):
     index: Tensor  # type: ignore[assignment]  # shadows tuple.index by design (the spec names it)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # half precision has too few bits for Gumbel noise and for softmax sums: work in float32
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _perturb(
     logits: Tensor, noise: Tensor | None, generator: torch.Generator | None
 ) -> Tensor:
     """Return ``logits + g`` in the compute dtype (float32, or float64 for float64 logits)."""
-    cdt = _compute_dtype(logits.dtype)
+    cdt = compute_dtype(logits.dtype)
     if noise is None:
         g = gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator)
     else:

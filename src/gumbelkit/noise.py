@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from gumbelkit import _fast
-from gumbelkit._validation import FLOAT_DTYPES
+from gumbelkit._validation import FLOAT_DTYPES, compute_dtype
 
 __all__ = [
     "GUMBEL_NOISE_MAX",
@@ -59,11 +59,6 @@ GUMBEL_NOISE_MAX: float = 54.0 * math.log(2.0)
 GUMBEL_NOISE_MIN: float = -math.log(53.0 * math.log(2.0))
 
 _W_FLOOR = 2.0**-54  # replaces W = 0 so that E > 0; half the grid step of a float64 uniform
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; every other float dtype is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_dtype(dtype: object) -> torch.dtype:
@@ -169,9 +164,9 @@ def gumbel_noise(
     dtype = _check_dtype(dtype)
     dev = _device(device)
     if _fast.uses_fast_source(dev):  # same recipe, block by block in cache (see gumbelkit._fast)
-        out = torch.empty(_shape(shape), dtype=_compute_dtype(dtype), device=dev)
+        out = torch.empty(_shape(shape), dtype=compute_dtype(dtype), device=dev)
         return _fast.perturb_into(out, None, generator).to(dtype)
-    e = exponential_noise(shape, dtype=_compute_dtype(dtype), device=dev, generator=generator)
+    e = exponential_noise(shape, dtype=compute_dtype(dtype), device=dev, generator=generator)
     return e.log_().neg_().to(dtype)
 
 

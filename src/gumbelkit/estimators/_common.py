@@ -21,14 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_dim, check_float_tensor, check_logits
+from gumbelkit._validation import check_dim, check_float_tensor, check_logits, compute_dtype
 from gumbelkit.noise import gumbel_noise
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32 / float16 / bfloat16 are computed in float32."""
-    # half precision has too few bits for Gumbel noise and for softmax sums
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_float_tau(
