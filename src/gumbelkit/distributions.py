@@ -82,7 +82,24 @@ def _log1mexp(a: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-class Gumbel(Distribution):
+class _GeneratorSampling(Distribution):
+    """Shared by every class here: ``sample`` is ``rsample`` without gradient, and both take a
+    keyword-only ``generator``."""
+
+    def rsample(
+        self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def sample(
+        self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Sample without gradient; see :meth:`rsample`."""
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
+
+
+class Gumbel(_GeneratorSampling):
     r"""The Gumbel (type-I extreme value, maximum) distribution.
 
     With :math:`z = (x - \mu) / \beta`:
@@ -159,13 +176,6 @@ class Gumbel(Distribution):
         cdt = compute_dtype(self.loc.dtype)
         g = gumbel_noise(shape, dtype=cdt, device=self.loc.device, generator=generator)
         return (self.loc.to(cdt) + self.scale.to(cdt) * g).to(self.loc.dtype)
-
-    def sample(
-        self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Sample without gradient; see :meth:`rsample`."""
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
 
     # ---- densities ---------------------------------------------------------------------------
 
@@ -308,7 +318,7 @@ def _exactly_one(logits: object, probs: object) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class GumbelSoftmax(Distribution):
+class GumbelSoftmax(_GeneratorSampling):
     r"""The Gumbel-Softmax (Concrete, relaxed one-hot categorical) distribution on the simplex.
 
     A sample is
@@ -453,13 +463,6 @@ class GumbelSoftmax(Distribution):
         logits, tau = self._sample_args(sample_shape)
         return gumbel_softmax(logits, tau, hard=False, dim=-1, generator=generator)
 
-    def sample(
-        self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Sample without gradient; see :meth:`rsample`."""
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
-
     def log_prob(self, value: Tensor) -> Tensor:
         """Log density of the Concrete distribution, computed in log space (see the class doc).
 
@@ -565,7 +568,7 @@ class GumbelSoftmaxStraightThrough(GumbelSoftmax):
 # --------------------------------------------------------------------------------------------
 
 
-class RelaxedBernoulli(Distribution):
+class RelaxedBernoulli(_GeneratorSampling):
     r"""The relaxed Bernoulli (binary Concrete) distribution on :math:`(0, 1)`.
 
     A sample is
@@ -691,13 +694,6 @@ class RelaxedBernoulli(Distribution):
         """Relaxed sample :math:`\\sigma((\\ell + L)/\\tau)`, shape ``sample_shape + batch_shape``."""
         x, dtype = self._perturbed(sample_shape, generator)
         return torch.sigmoid(x).to(dtype)
-
-    def sample(
-        self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Sample without gradient; see :meth:`rsample`."""
-        with torch.no_grad():
-            return self.rsample(sample_shape, generator=generator)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Log density of the binary Concrete distribution (see the class doc)."""
