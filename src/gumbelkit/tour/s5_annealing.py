@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from gumbelkit.estimators.bench import POLY_REFERENCE_P2, POLY_TARGET
 from gumbelkit.functional import gumbel_softmax
 from gumbelkit.schedules import (
     ConstantTau,
@@ -21,10 +22,10 @@ from gumbelkit.schedules import (
 from gumbelkit.tour._report import Section, TourContext, fmt, rounded
 
 TITLE = "Annealing"
-N_VARS, TARGET, POWER, BATCH, LR = 128, 0.45, 2.0, 64, 1e-2
+N_VARS, TARGET, POWER, BATCH, LR = 128, POLY_TARGET, 2.0, 64, 1e-2
 TAU_HIGH, TAU_LOW = 1.0, 0.1
 SCHEDULE_STEPS = 50_000
-REFERENCE_ST_GS = 0.2431  # REFERENCES.md: ReinMax paper's setup, ST-GS, p = 2, 3 seeds, 8000 steps
+REFERENCE_ST_GS = POLY_REFERENCE_P2["st_gs"]  # REFERENCES.md: ReinMax setup, ST-GS, p = 2, 3 seeds, 8000 steps
 
 
 def _schedules() -> dict[str, Callable[[int], float]]:
