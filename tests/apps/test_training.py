@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from gumbelkit.training import (
+from gumbelkit.apps.training import (
     CHECKPOINT_NAME,
     CheckpointError,
     StepContext,
@@ -35,7 +35,7 @@ from gumbelkit.training import (
     run,
     save_checkpoint,
 )
-from gumbelkit.training.checkpoint import capture_rng_state, restore_rng_state
+from gumbelkit.apps.training.checkpoint import capture_rng_state, restore_rng_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -231,7 +231,7 @@ VAE_SMALL = ["--train-subset", "1000", "--test-subset", "100", "--batch-size", "
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gumbelkit.cli", "train", "vae", *args]
+    return [sys.executable, "-m", "gumbelkit.apps.cli", "train", "vae", *args]
 
 
 def _env() -> dict[str, str]:
@@ -296,7 +296,7 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     common = [*VAE_SMALL, "--max-steps", "40", "--checkpoint-every", "40", "--log-every", "1"]
     two, one = tmp_path / "two", tmp_path / "one"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "gumbelkit.cli", "train", "vae", *common, "--out-dir", str(two)]
+           "--master-port", str(_free_port()), "-m", "gumbelkit.apps.cli", "train", "vae", *common, "--out-dir", str(two)]
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[:3000] + "\n...\n" + res.stderr[-3000:]
     info = json.loads((two / "distributed.json").read_text())
@@ -316,8 +316,8 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
 
 
 def _initial_params() -> dict[str, torch.Tensor]:
+    from gumbelkit.apps.training import seed_everything
     from gumbelkit.apps.vae.model import CategoricalVAE
-    from gumbelkit.training import seed_everything
 
     seed_everything(0)
     return {k: v.detach().clone() for k, v in CategoricalVAE(20, 10).state_dict().items()}

@@ -1,7 +1,8 @@
 """The ``gumbelkit`` command: a thin dispatcher to the subsystems' own ``main(argv)``.
 
 Subcommands are imported only when run, so ``gumbelkit --help`` is fast and one broken
-application cannot break the others.
+application cannot break the others. The applications need the ``apps`` extra
+(``pip install "gumbelkit[apps]"``); without it a command says exactly what to install.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from collections.abc import Sequence
 # name -> ("module:function", one-line help). Each function takes argv (list[str]) and
 # returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tour": ("gumbelkit.tour:main", "write the measured, illustrated report of the library's claims"),
+    "tour": ("gumbelkit.apps.tour:main", "write the measured, illustrated report of the library's claims"),
     "train": ("gumbelkit.apps:main", "train an application (e.g. `gumbelkit train vae --help`)"),
     "estimators": (
-        "gumbelkit.estimators.bench:main",
+        "gumbelkit.apps.polyprog.bench:main",
         "run the published small estimator benchmarks (e.g. `gumbelkit estimators polyprog`)",
     ),
 }
+
+
+#: Top-level modules the applications import that the library itself does not need
+#: (the ``apps`` extra in pyproject.toml).
+EXTRA_MODULES = frozenset({"matplotlib", "scipy", "tqdm"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
     target, _ = COMMANDS[name]
     module_name, func_name = target.split(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in EXTRA_MODULES:
+            raise
+        print(
+            f"gumbelkit {name}: error: this command needs the '{missing}' package, which comes "
+            f"with the applications extra: pip install \"gumbelkit[apps]\"",
+            file=sys.stderr,
+        )
+        return 2
     result = getattr(module, func_name)(rest)
     return int(result or 0)
 

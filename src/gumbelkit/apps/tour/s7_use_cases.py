@@ -14,7 +14,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from gumbelkit.tour._report import FigureRef, Section, TourContext, fmt
+from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
 
 # Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
 REFERENCE_JANG_GS_NEG_ELBO = 101.5

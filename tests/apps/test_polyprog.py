@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from gumbelkit import cli
-from gumbelkit.estimators import bench
+from gumbelkit.apps import cli
+from gumbelkit.apps.polyprog import bench
 
 SMOKED = ("polyprog", "qp", "exact")
 

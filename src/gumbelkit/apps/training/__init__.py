@@ -1,14 +1,14 @@
 """The one training package: config from the command line, the loop, checkpoints, distributed.
 
 Applications (``gumbelkit.apps.<name>``) supply a small :class:`Task` and call :func:`run`; they
-never copy the loop. See :mod:`gumbelkit.training.loop` for the determinism contract behind exact
+never copy the loop. See :mod:`gumbelkit.apps.training.loop` for the determinism contract behind exact
 ``--resume``.
 """
 
-from gumbelkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gumbelkit.training.config import TrainConfig, build_parser, config_from_dict, parse_config
-from gumbelkit.training.distributed import DistInfo
-from gumbelkit.training.loop import (
+from gumbelkit.apps.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gumbelkit.apps.training.config import TrainConfig, build_parser, config_from_dict, parse_config
+from gumbelkit.apps.training.distributed import DistInfo
+from gumbelkit.apps.training.loop import (
     CHECKPOINT_NAME,
     RunResult,
     StepContext,
@@ -20,7 +20,7 @@ from gumbelkit.training.loop import (
     run,
     seed_everything,
 )
-from gumbelkit.training.metrics import MetricsLogger, read_metrics
+from gumbelkit.apps.training.metrics import MetricsLogger, read_metrics
 
 __all__ = [
     "CHECKPOINT_NAME",

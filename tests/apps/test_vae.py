@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from gumbelkit.apps import APPS
 from gumbelkit.apps import main as apps_main
+from gumbelkit.apps.training import CHECKPOINT_NAME, load_checkpoint, parse_config, read_metrics
 from gumbelkit.apps.vae.model import (
     CategoricalVAE,
     estimator_names,
@@ -21,7 +22,6 @@ from gumbelkit.apps.vae.model import (
     sample_latent,
 )
 from gumbelkit.apps.vae.train import VAEConfig, main, quick_run
-from gumbelkit.training import CHECKPOINT_NAME, load_checkpoint, parse_config, read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

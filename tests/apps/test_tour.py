@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from gumbelkit import cli, diagnostics
-from gumbelkit.tour import main as tour_main
-from gumbelkit.tour._report import Sizes, TourContext, fmt_p, to_jsonable
+from gumbelkit import diagnostics
+from gumbelkit.apps import cli
+from gumbelkit.apps.tour import main as tour_main
+from gumbelkit.apps.tour._report import Sizes, TourContext, fmt_p, to_jsonable
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTION_KEYS = ["gumbel_distribution", "gumbel_max", "temperature", "pipelines", "annealing",
@@ -197,7 +198,7 @@ def test_exact_gradient_matches_finite_differences() -> None:
 
 
 def test_sections_are_reproducible(tmp_path: Path, results: dict[str, Any]) -> None:
-    from gumbelkit.tour import s4_pipelines
+    from gumbelkit.apps.tour import s4_pipelines
 
     # rerunning a section with the same seed gives exactly the numbers of the full quick run
     ctx = TourContext(out=tmp_path / "same", seed=0, quick=True, progress=False, sizes=Sizes.quick())
@@ -221,7 +222,7 @@ def test_application_quick_runs_are_isolated(tmp_path: Path, monkeypatch: pytest
     import types
     from typing import NamedTuple
 
-    from gumbelkit.tour import s7_use_cases
+    from gumbelkit.apps.tour import s7_use_cases
 
     class Result(NamedTuple):
         results: dict[str, Any]

@@ -36,16 +36,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gumbelkit.schedules import ConstantTau, Schedule
-from gumbelkit.training.checkpoint import (
+from gumbelkit.apps.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from gumbelkit.training.config import TrainConfig
-from gumbelkit.training.distributed import (
+from gumbelkit.apps.training.config import TrainConfig
+from gumbelkit.apps.training.distributed import (
     DistInfo,
     all_reduce_mean,
     average_gradients,
@@ -55,7 +54,8 @@ from gumbelkit.training.distributed import (
     max_divergence_across_ranks,
     shard_rows,
 )
-from gumbelkit.training.metrics import MetricsLogger, Progress
+from gumbelkit.apps.training.metrics import MetricsLogger, Progress
+from gumbelkit.schedules import ConstantTau, Schedule
 
 __all__ = [
     "CHECKPOINT_NAME",

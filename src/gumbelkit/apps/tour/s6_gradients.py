@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from gumbelkit import diagnostics, estimators
-from gumbelkit.tour._report import Section, TourContext, fmt
+from gumbelkit.apps.tour._report import Section, TourContext, fmt
 
 TITLE = "Gradients"
 N_VARS, K, OUT = 3, 4, 5

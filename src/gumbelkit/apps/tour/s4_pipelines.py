@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from gumbelkit.apps.tour._report import Section, TourContext, fmt
 from gumbelkit.functional import gumbel_softmax, gumbel_softmax_sample
 from gumbelkit.noise import gumbel_noise
-from gumbelkit.tour._report import Section, TourContext, fmt
 
 TITLE = "Where the trick goes"
 VOCAB = ("the", "cat", "sat", "on", "mat")

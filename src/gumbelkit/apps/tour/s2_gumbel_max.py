@@ -10,8 +10,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
+from gumbelkit.apps.tour._report import Section, TourContext, chunks, fmt, fmt_p
 from gumbelkit.functional import gumbel_max, gumbel_topk
-from gumbelkit.tour._report import Section, TourContext, chunks, fmt, fmt_p
 
 TITLE = "Gumbel-Max is exact"
 _CHUNK = 250_000  # draws per batch: bounds memory at a few tens of MB

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from gumbelkit.apps.tour._report import Section, TourContext, fmt, rounded
+from gumbelkit.apps.tour.html import slider_html
 from gumbelkit.functional import gumbel_softmax_sample
-from gumbelkit.tour._report import Section, TourContext, fmt, rounded
-from gumbelkit.tour.html import slider_html
 
 TITLE = "Temperature"
 P3 = (0.6, 0.3, 0.1)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from gumbelkit.estimators.bench import POLY_REFERENCE_P2, POLY_TARGET
+from gumbelkit.apps.polyprog.bench import POLY_REFERENCE_P2, POLY_TARGET
+from gumbelkit.apps.tour._report import Section, TourContext, fmt, rounded
 from gumbelkit.functional import gumbel_softmax
 from gumbelkit.schedules import (
     ConstantTau,
@@ -19,7 +20,6 @@ from gumbelkit.schedules import (
     InverseTemperatureTau,
     LinearTau,
 )
-from gumbelkit.tour._report import Section, TourContext, fmt, rounded
 
 TITLE = "Annealing"
 N_VARS, TARGET, POWER, BATCH, LR = 128, POLY_TARGET, 2.0, 64, 1e-2
