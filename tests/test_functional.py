@@ -51,7 +51,7 @@ GMAX_CASES = {
 
 
 @pytest.mark.parametrize("name", list(GMAX_CASES))
-def test_gumbel_max_chisquare(gen, stats, name, noise_source):
+def test_gumbel_max_chisquare(gen, stats, name, kernel_path):
     # 1e6 draws per vector; chi-square goodness of fit, alpha = 1e-4 per vector.
     # Masked (-inf) categories must be drawn exactly 0 times (asserted by stats.chisquare).
     logits = GMAX_CASES[name]
@@ -148,7 +148,7 @@ TOPK_CASES = [
 
 
 @pytest.mark.parametrize("name,logits,k", TOPK_CASES, ids=[c[0] for c in TOPK_CASES])
-def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k, noise_source):
+def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k, kernel_path):
     # 1e6 draws. Chi-square of the full ordered-tuple distribution against the exact
     # Plackett-Luce probabilities (enumeration); tuples with a repeat or a masked category have
     # probability 0 and must never occur. alpha = 1e-4 per case.
@@ -213,7 +213,7 @@ def test_gumbel_topk_k_too_large():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_hard_samples_mean_matches_softmax(gen, stats, noise_source):
+def test_hard_samples_mean_matches_softmax(gen, stats, kernel_path):
     # mean of 1e6 one-hot samples = category frequencies; chi-square vs softmax, alpha = 1e-4
     logits = torch.tensor([0.4, -1.0, NEG_INF, 2.0, 0.0, 1.2])
     n = 1_000_000
@@ -358,7 +358,7 @@ def test_noncontiguous_inputs_match_the_reference(gen, layout):
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
-def test_noise_follows_logical_order_not_memory_layout(gen, layout, noise_source):
+def test_noise_follows_logical_order_not_memory_layout(gen, layout, kernel_path):
     # the same seed gives the same sample for the same logical logits, whatever their layout
     logits = torch.randn(64, 7, generator=gen(0))
     lg = _layouts(logits)[layout]
@@ -564,7 +564,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_reproducible_with_generator(gen, name, dtype, noise_source):
+def test_reproducible_with_generator(gen, name, dtype, kernel_path):
     fn = SAMPLERS[name]
     logits = torch.randn(200, 8, generator=gen(0)).to(dtype)
     state = torch.get_rng_state()
@@ -575,7 +575,7 @@ def test_reproducible_with_generator(gen, name, dtype, noise_source):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_samplers_draw_gumbel_noise(gen, dtype, noise_source):
+def test_samplers_draw_gumbel_noise(gen, dtype, kernel_path):
     # documented: every sampler perturbs the logits with gumbel_noise in the compute dtype
     # (float32, float64 for float64 logits); the same seed gives the same draw
     logits = (torch.randn(300, 7, generator=gen(0)) * 3).to(dtype)
@@ -604,3 +604,43 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"gumbelkit.{module}")
     result = doctest.testmod(mod, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# shift invariance
+# ----------------------------------------------------------------------------------------------
+
+SHIFT_BASE = torch.tensor([0.0, 0.0, 1.0, -2.0])  # two equal logits; integers stay exact below
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6, 1e7])
+def test_samplers_are_shift_invariant_in_float32(gen, stats, offset, kernel_path):
+    # logits + 1e6 in float32 has an ulp of 0.0625 (1.0 at 1e7): perturbing the raw logits
+    # rounds the noise to that grid, and ties between the two equal logits go to the first
+    # (P(index 0) = 0.507 at 1e6, far more at 1e7). The samplers subtract the per-slice max
+    # first. 2e5 draws per sampler, chi-square alpha = 1e-4 each.
+    logits = (SHIFT_BASE.double() + offset).float()
+    assert torch.equal(logits.double() - offset, SHIFT_BASE.double())  # exactly representable
+    n = 200_000
+    batch = logits.expand(n, 4)
+    probs = _probs(SHIFT_BASE)
+    stats.chisquare(_counts(gumbel_max(batch, generator=gen(7)), 4), probs, 1e-4, f"gumbel_max {offset:g}")
+    s = gumbel_softmax_sample(batch, 0.5, generator=gen(8))
+    stats.chisquare(_counts(s.indices, 4), probs, 1e-4, f"gumbel_softmax_sample {offset:g}")
+    first = gumbel_topk(batch, 2, generator=gen(9))[:, 0]
+    stats.chisquare(_counts(first, 4), probs, 1e-4, f"gumbel_topk {offset:g}")
+    # the soft sample does not move with the offset either (same noise, float32 rounding only)
+    noise = gumbel_noise((8, 4), generator=gen(10))
+    y0 = gumbel_softmax(SHIFT_BASE.expand(8, 4), 0.5, noise=noise)
+    torch.testing.assert_close(gumbel_softmax(logits.expand(8, 4), 0.5, noise=noise), y0, rtol=1e-5, atol=1e-6)
+
+
+def test_half_precision_samplers_are_shift_invariant(gen, stats):
+    # bfloat16 logits near 1e6 (spacing 4096): two equal logits and a third 4096 below, so
+    # P = (1/2, 1/2, 0) up to e^-4096; computed in float32 after the max-shift. alpha = 1e-4.
+    logits = torch.tensor([1e6, 1e6, 1e6 - 4096.0]).to(torch.bfloat16)
+    assert logits[0] == logits[1] and logits[2] < logits[0]
+    n = 200_000
+    idx = gumbel_max(logits.expand(n, 3), generator=gen(11))
+    stats.chisquare(_counts(idx, 3)[:2], [0.5, 0.5], 1e-4, "bfloat16 at 1e6")
+    assert _counts(idx, 3)[2] == 0
