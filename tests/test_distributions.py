@@ -158,7 +158,7 @@ def test_gumbel_moments_entropy_against_scipy(loc: float, scale: float) -> None:
     assert d.mode.item() == loc
 
 
-def test_gumbel_ks_test_of_rsample(gen) -> None:
+def test_gumbel_ks_test_of_rsample(gen, kernel_path) -> None:
     # Kolmogorov-Smirnov on 1e5 float64 samples; alpha = 1e-3: a correct sampler fails with
     # probability 1e-3 over seeds (this seed is fixed, so the run is deterministic).
     loc, scale = 0.3, 1.7
@@ -348,7 +348,7 @@ def test_gumbel_softmax_k2_equals_relaxed_bernoulli() -> None:
         np.testing.assert_allclose(bern.numpy(), cat.numpy(), rtol=1e-11, atol=1e-10)
 
 
-def test_gumbel_softmax_argmax_frequencies_chi_square(gen, stats) -> None:
+def test_gumbel_softmax_argmax_frequencies_chi_square(gen, stats, kernel_path) -> None:
     # the argmax of a relaxed sample is an exact Categorical(probs) draw at any temperature;
     # chi-square on 1e5 draws, alpha = 1e-4 (the false-failure rate over seeds)
     probs = _t([0.02, 0.08, 0.15, 0.0, 0.3, 0.45])
@@ -498,7 +498,7 @@ def test_gumbel_softmax_gradcheck_log_prob_and_rsample(gen) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, gen) -> None:
+def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, gen, kernel_path) -> None:
     torch.manual_seed(3)
     base = torch.randn(4, 7)
     base[1, 2] = NEG_INF
@@ -646,7 +646,7 @@ def test_relaxed_bernoulli_low_temperature_samples(gen) -> None:
     assert torch.isfinite(logits.grad).all()
 
 
-def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats) -> None:
+def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats, kernel_path) -> None:
     # P(y > 1/2) = sigmoid(logit) exactly at every temperature (the whole law of the logit is
     # KS-tested below). Exact binomial test per logit on 1e5 draws, alpha = 1e-4 each:
     # false-failure rate <= 5 * 1e-4 in all.
@@ -658,7 +658,7 @@ def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats) -> None:
         stats.binom_two_sided(int(k[j]), n, 1 / (1 + math.exp(-lg)), alpha=1e-4, what=f"logit={lg}")
 
 
-def test_relaxed_bernoulli_ks_of_logit_samples(gen) -> None:
+def test_relaxed_bernoulli_ks_of_logit_samples(gen, kernel_path) -> None:
     # the logit of a sample is Logistic(logit / tau, 1 / tau): KS on 1e5 draws, alpha = 1e-3
     lg, tau = 0.8, 0.6
     y = RelaxedBernoulli(tau, logits=_t(lg)).sample((100_000,), generator=gen(43)).numpy()

@@ -190,7 +190,7 @@ def _chi_square(index: torch.Tensor, logits: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", PATHWISE)
-def test_forward_is_an_exact_categorical_sample(name: str) -> None:
+def test_forward_is_an_exact_categorical_sample(name: str, kernel_path) -> None:
     # categories along dim 0 (not last), to exercise the movedim path
     logits = CHI_LOGITS[:, None].expand(6, CHI_N).contiguous()
     opts = {"k": 2} if name == "gumbel_rao" else {}  # the sample does not depend on k
@@ -451,7 +451,7 @@ def test_smooth_soft_list_is_current() -> None:
 
 
 @pytest.mark.parametrize("name", SMOOTH_SOFT)
-def test_gradcheck_soft_output(name: str) -> None:
+def test_gradcheck_soft_output(name: str, kernel_path) -> None:
     x = torch.randn(2, 4, dtype=torch.float64, generator=_gen(5))
     mask = torch.zeros(2, 4, dtype=torch.bool)
     mask[0, 3] = True
@@ -471,7 +471,7 @@ def _hard_grad(x, name, tau, g, **opts):
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.5])
-def test_reinmax_hard_gradient_matches_its_formula(tau: float) -> None:
+def test_reinmax_hard_gradient_matches_its_formula(tau: float, kernel_path) -> None:
     x = torch.randn(4, 5, dtype=torch.float64, generator=_gen(9))
     x[2, 1] = NEG_INF
     g = torch.randn(4, 5, dtype=torch.float64, generator=_gen(10))
@@ -486,7 +486,7 @@ def test_reinmax_hard_gradient_matches_its_formula(tau: float) -> None:
 
 
 @pytest.mark.parametrize("gap", [1.0, 0.3, "p"])
-def test_gst_hard_gradient_matches_its_formula(gap) -> None:
+def test_gst_hard_gradient_matches_its_formula(gap, kernel_path) -> None:
     x = torch.randn(6, 4, dtype=torch.float64, generator=_gen(11)) * 2
     x[3, 0] = NEG_INF
     g = torch.randn(6, 4, dtype=torch.float64, generator=_gen(12))
@@ -510,7 +510,7 @@ def test_gst_hard_gradient_matches_its_formula(gap) -> None:
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_gumbel_rao_hard_gradient_matches_its_formula(k: int) -> None:
+def test_gumbel_rao_hard_gradient_matches_its_formula(k: int, kernel_path) -> None:
     # rebuild the k perturbations from the same generator stream: the draw that picks the
     # sample, then k - 1 conditional Gumbels; the gradient is the mean softmax Jacobian
     x = torch.randn(5, 4, dtype=torch.float64, generator=_gen(15))
@@ -541,7 +541,7 @@ def test_st_hard_gradient_is_the_tempered_softmax_gradient() -> None:
     torch.testing.assert_close(got, xr.grad)
 
 
-def test_conditional_gumbel_has_the_right_argmax_and_law() -> None:
+def test_conditional_gumbel_has_the_right_argmax_and_law(kernel_path) -> None:
     # conditional on argmax = i, the max of l + G is Gumbel(logsumexp(l)) regardless of i:
     # Kolmogorov-Smirnov on 20000 draws, chance failure 1e-4
     logits = torch.tensor([0.5, -1.0, 2.0, NEG_INF], dtype=torch.float64)
@@ -596,7 +596,7 @@ def _wrong_sampler_location(logits, index, n, *, generator=None):
     return torch.where(win, top, -torch.logaddexp(log_e - 0.5 * xs, -top))
 
 
-def test_conditional_gumbel_law_of_every_coordinate_matches_rejection_sampling() -> None:
+def test_conditional_gumbel_law_of_every_coordinate_matches_rejection_sampling(kernel_path) -> None:
     # two-sample Kolmogorov-Smirnov per coordinate (winner and the three losers) against
     # rejection-sampled Gumbel-Max draws. Fails if any p < 2.5e-5: by the union bound over the
     # 4 coordinates, a correct sampler fails with probability <= 1e-4.
@@ -658,7 +658,7 @@ def _surrogate_reference(name: str, x: torch.Tensor, noise: torch.Tensor, tau: f
 
 
 @pytest.mark.parametrize("name", PATHWISE)
-def test_second_order_gradients_match_plain_autograd(name: str) -> None:
+def test_second_order_gradients_match_plain_autograd(name: str, kernel_path) -> None:
     # create_graph=True must give the surrogate's true second derivative (a Hessian-vector product
     # with an extra term that also reaches the logits: a dropped estimator term would go unnoticed
     # by autograd.grad, so compare values against an independent plain-autograd surrogate)

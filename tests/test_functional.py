@@ -76,7 +76,7 @@ def test_gumbel_max_chisquare_has_power(gen, stats):
     assert stats.chisquare_pvalue(counts, [0.102, 0.2, 0.3, 0.398]) < 1e-4
 
 
-def test_gumbel_max_dim1_of_3d(gen, stats):
+def test_gumbel_max_dim1_of_3d(gen, stats, kernel_path):
     # logits (n, K, M): three different probability vectors along dim=1 (one masked entry).
     # 3e5 draws per column; chi-square per column, alpha = 1e-4 each.
     base = torch.tensor(
@@ -188,7 +188,7 @@ def test_gumbel_topk_distinct_and_ordered_by_perturbed_logits(gen):
     assert torch.equal(gumbel_topk(logits, 1, noise=noise)[:, 0], gumbel_max(logits, noise=noise))
 
 
-def test_gumbel_topk_other_dim(gen, stats):
+def test_gumbel_topk_other_dim(gen, stats, kernel_path):
     # along dim=0 of a (K, M) tensor: first position per column ~ softmax; alpha = 1e-4 per column
     base = torch.tensor([[0.0, 1.0], [1.0, NEG_INF], [-1.0, 0.0], [0.5, 0.5]])  # (K=4, M=2)
     n = 200_000
@@ -223,7 +223,7 @@ def test_hard_samples_mean_matches_softmax(gen, stats, kernel_path):
     stats.chisquare(counts, _probs(logits), 1e-4, "hard mean")
 
 
-def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats):
+def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats, kernel_path):
     # the index of gumbel_softmax_sample; 1e6 draws, alpha = 1e-4
     logits = torch.tensor([1e-5, 0.3, 0.6, 0.1 - 1e-5], dtype=torch.float64).log()
     s = gumbel_softmax_sample(logits.expand(1_000_000, 4), tau=2.0, generator=gen(301))
@@ -231,7 +231,7 @@ def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_tau_sweep_limits(gen, stats, masked):
+def test_tau_sweep_limits(gen, stats, masked, kernel_path):
     # 2e4 draws of the noise, shared by every tau (common random numbers). For fixed noise the
     # largest entry of softmax(z / tau) decreases and the entropy increases with tau (entropy of
     # a Gibbs distribution grows with temperature), so the trends are checked per sample and
@@ -279,7 +279,7 @@ def test_tau_sweep_limits(gen, stats, masked):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
-def test_hard_forward_is_exactly_one_hot(gen, dtype):
+def test_hard_forward_is_exactly_one_hot(gen, dtype, kernel_path):
     logits = (torch.randn(2000, 7, generator=gen(0)) * 3).to(dtype)
     logits[::3, 2] = NEG_INF
     logits.requires_grad_(True)
@@ -306,7 +306,7 @@ def test_half_logits_are_computed_in_float32(gen, dtype):
 
 
 @pytest.mark.parametrize("hard", [False, True])
-def test_dim1_of_4d_equals_movedim(gen, hard):
+def test_dim1_of_4d_equals_movedim(gen, hard, kernel_path):
     logits = torch.randn(2, 6, 3, 4, generator=gen(0), dtype=torch.float64)
     logits[0, 1, 2, 3] = NEG_INF
     noise = gumbel_noise(logits.shape, dtype=torch.float64, generator=gen(1))
@@ -403,7 +403,7 @@ def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tensor_tau", [False, True])
-def test_hard_gradient_equals_soft_gradient(gen, tensor_tau):
+def test_hard_gradient_equals_soft_gradient(gen, tensor_tau, kernel_path):
     base = torch.randn(16, 7, generator=gen(0), dtype=torch.float64)
     mask = torch.zeros(16, 7, dtype=torch.bool)
     mask[::2, 4] = True
@@ -422,7 +422,7 @@ def test_hard_gradient_equals_soft_gradient(gen, tensor_tau):
         assert torch.equal(gh, gs)
 
 
-def test_gradcheck_soft_path_logits_and_tensor_tau(gen):
+def test_gradcheck_soft_path_logits_and_tensor_tau(gen, kernel_path):
     # float64 gradcheck of softmax((l + g) / tau) w.r.t. the logits and a tensor tau, with a
     # masked category (the masked logit is filled inside, so its gradient must be 0)
     logits = torch.randn(3, 5, generator=gen(0), dtype=torch.float64, requires_grad=True)
@@ -440,7 +440,7 @@ def test_gradcheck_soft_path_logits_and_tensor_tau(gen):
 
 @pytest.mark.parametrize("tau_kind", ["float", "tensor_no_grad"])
 @pytest.mark.parametrize("dim", [-1, 0])
-def test_gradcheck_logits_only(gen, tau_kind, dim):
+def test_gradcheck_logits_only(gen, tau_kind, dim, kernel_path):
     # float64 gradcheck (and gradgradcheck) of the path taken when only the logits need a
     # gradient (tau a number, or a tensor without grad), with a masked category
     logits = torch.randn(3, 5, generator=gen(0), dtype=torch.float64, requires_grad=True)
@@ -516,7 +516,7 @@ def test_tau_gradient_matches_finite_difference_with_masks(gen):
 
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("dim", [-1, 1])
-def test_matches_torch_gumbel_softmax_given_the_same_noise(hard, dim):
+def test_matches_torch_gumbel_softmax_given_the_same_noise(hard, dim, kernel_path):
     # torch draws its noise as -empty_like(logits).exponential_().log() (see
     # torch/nn/functional.py); we reproduce that draw from the same seed and pass it as `noise`
     base = torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
@@ -635,7 +635,7 @@ def test_samplers_are_shift_invariant_in_float32(gen, stats, offset, kernel_path
     torch.testing.assert_close(gumbel_softmax(logits.expand(8, 4), 0.5, noise=noise), y0, rtol=1e-5, atol=1e-6)
 
 
-def test_half_precision_samplers_are_shift_invariant(gen, stats):
+def test_half_precision_samplers_are_shift_invariant(gen, stats, kernel_path):
     # bfloat16 logits near 1e6 (spacing 4096): two equal logits and a third 4096 below, so
     # P = (1/2, 1/2, 0) up to e^-4096; computed in float32 after the max-shift. alpha = 1e-4.
     logits = torch.tensor([1e6, 1e6, 1e6 - 4096.0]).to(torch.bfloat16)

@@ -116,7 +116,17 @@ def test_threaded_gumbel_max_is_categorical(split_threads):
 # ------------------------------------------------------------------------ fused samplers
 
 
-CASES = [((5, 3 * _kernels.BLOCK // 2), -1), ((3, 70_000), -1), ((2, 6, 3, 4), 1), ((6, 4), 0), ((4, 1, 9), 0)]
+# rows longer than a block, small slabs, slabs of whole rows across blocks (2, 3, 40000) and
+# rows longer than a block inside slabs (3, 2, 70000): every branch of the block kernels
+CASES = [
+    ((5, 3 * _kernels.BLOCK // 2), -1),
+    ((3, 70_000), -1),
+    ((2, 6, 3, 4), 1),
+    ((6, 4), 0),
+    ((4, 1, 9), 0),
+    ((2, 3, 40_000), 1),
+    ((3, 2, 70_000), 1),
+]
 
 
 @pytest.mark.parametrize("shape,dim", CASES)
@@ -135,8 +145,9 @@ def test_generator_path_equals_noise_path(shape, dim, dtype, split_threads):
         torch.testing.assert_close(a.soft, b.soft, rtol=8 * eps, atol=8 * eps * 1e-3)
         assert torch.equal(a.indices, (logits + noise).argmax(dim))
     assert torch.equal(gk.gumbel_max(logits, dim, generator=gen(1)), (logits + noise).argmax(dim))
-    top = gk.gumbel_topk(logits, 2, dim, generator=gen(1))
-    assert torch.equal(top, (logits + noise).topk(2, dim).indices)
+    k = 2 if logits.shape[dim] > 2 else 1  # one category of the first slice is masked
+    top = gk.gumbel_topk(logits, k, dim, generator=gen(1))
+    assert torch.equal(top, (logits + noise).topk(k, dim).indices)
 
 
 @pytest.mark.parametrize("shape,dim", CASES)
@@ -412,3 +423,34 @@ def test_torch_compile_traces_the_samplers():
     assert idx.shape == (6,) and top.shape == (6, 2)
     (hard * soft).sum().backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("shape,dim", [((50, 40), -1), ((7, 3), -1)])
+def test_a_zero_uniform_replays_its_block_with_the_floor(shape, dim, monkeypatch):
+    # the fused rows kernels skip the E >= 2^-54 floor (W = 0 has probability 2^-53) and replay
+    # a block whose maximum is not finite with the floored recipe. Simulate W = 0 by turning one
+    # log E into -inf: the replay must give exactly the unpatched results, and no error.
+    logits = torch.randn(shape, generator=gen(0)) * 2
+    want = [
+        gk.gumbel_max(logits, dim, generator=gen(1)),
+        gk.gumbel_topk(logits, 3, dim, generator=gen(1)),
+        gk.gumbel_softmax(logits, 0.5, dim=dim, generator=gen(1)),
+    ]
+    original = _kernels._log_e_unfloored
+    hits = []
+
+    def with_a_zero_uniform(w):
+        original(w)
+        w[w.size // 2] = -np.inf  # log E of E = 0
+        hits.append(1)
+        return w
+
+    monkeypatch.setattr(_kernels, "_log_e_unfloored", with_a_zero_uniform)
+    got = [
+        gk.gumbel_max(logits, dim, generator=gen(1)),
+        gk.gumbel_topk(logits, 3, dim, generator=gen(1)),
+        gk.gumbel_softmax(logits, 0.5, dim=dim, generator=gen(1)),
+    ]
+    assert len(hits) == 3
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)

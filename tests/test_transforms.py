@@ -254,6 +254,7 @@ def test_compiled_validation_is_an_assert():
     compiled = torch.compile(lambda v: gk.gumbel_softmax(v, 0.5), backend="eager")
     with pytest.raises(RuntimeError, match="fully masked"):
         compiled(bad)
+    assert torch.is_grad_enabled()  # a failed check must not leave grad mode off
     with gk.validate_args(False):
         torch._dynamo.reset()
         out = torch.compile(lambda v: gk.gumbel_softmax(v, 0.5), backend="eager")(bad)

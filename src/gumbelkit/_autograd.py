@@ -62,13 +62,18 @@ def soft_forward(
 
     The noise is ``noise`` or the PCG64 ``stream`` (numpy path); no generator is drawn here.
     """
-    z, ok = perturb(logits, dim, noise=noise, stream=stream)  # (*, K, *) compute dtype
+    z, ok, index, max_is_zero = perturb(logits, dim, noise=noise, stream=stream, want_index=want_index)
+    assert z is not None  # (*, K, *) compute dtype
     check_valid(ok, logits, dim)
     if _kernels.numpy_path(z) and not isinstance(tau, Tensor):
-        # the library's own noise is bounded, which lets tau >= 1 skip a pass (see the kernel)
-        index = _kernels.softmax_numpy(z, dim, tau, want_index, bounded=noise is None)
-        return z, index
-    index = z.argmax(dim=dim) if want_index else None
+        # a known maximum (0), or the library's own bounded noise with tau >= 1, lets the
+        # softmax skip its shift (see the kernel); the argmax may come from the perturbation
+        found = _kernels.softmax_numpy(
+            z, dim, tau, want_index and index is None, bounded=noise is None, max_is_zero=max_is_zero
+        )
+        return z, (index if index is not None else found)
+    if want_index and index is None:
+        index = z.argmax(dim=dim)
     return _kernels.shifted_softmax(z, tau, dim), index
 
 
@@ -78,11 +83,26 @@ def _softmax_vjp(grad: Tensor, y: Tensor, dim: int, tau: float | Tensor) -> Tens
     return g / (tau.to(y.dtype) if isinstance(tau, Tensor) else tau)
 
 
+class _Function(torch.autograd.Function):
+    """Base of the Functions here. ``torch.autograd.Function.apply`` binds the arguments to
+    ``forward``'s signature with ``inspect`` on every call (tens of microseconds, as much as a
+    small sampler's whole forward); every call here passes all arguments positionally, so
+    outside ``torch.func`` transforms that binding is skipped. ``torch.compile`` intercepts
+    ``apply`` by name and traces ``forward`` / ``backward`` itself."""
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:  # type: ignore[override]
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        args = torch._functorch.utils.unwrap_dead_wrappers(args)
+        return super(torch.autograd.Function, cls).apply(*args)  # type: ignore[misc]
+
+
 def _no_index(like: Tensor) -> Tensor:
     return torch.zeros((0,), dtype=torch.long, device=like.device)
 
 
-class SoftSample(torch.autograd.Function):
+class SoftSample(_Function):
     """Soft Gumbel-Softmax sample (compute dtype) and argmax indices; saves only ``y``.
 
     Inputs: ``logits``, ``tau`` (a number, or a tensor that does not require grad),
@@ -109,6 +129,7 @@ class SoftSample(torch.autograd.Function):
         logits, tau, dim, _noise, _stream, _want = inputs
         y, index = output
         ctx.mark_non_differentiable(index)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the indices
         ctx.dim, ctx.in_dtype = dim, logits.dtype
         ctx.tensor_tau = isinstance(tau, Tensor)
         if ctx.tensor_tau:
@@ -118,7 +139,9 @@ class SoftSample(torch.autograd.Function):
             ctx.tau = tau
 
     @staticmethod
-    def backward(ctx: Any, grad_y: Tensor, grad_index: Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, grad_y: Tensor | None, grad_index: Tensor | None):  # type: ignore[override]
+        if grad_y is None:
+            return None, None, None, None, None, None
         if ctx.tensor_tau:
             y, tau = ctx.saved_tensors
         else:
@@ -138,7 +161,7 @@ class SoftSample(torch.autograd.Function):
         return grad.to(ctx.in_dtype), None, None, None, None, None
 
 
-class HardSample(torch.autograd.Function):
+class HardSample(_Function):
     """Straight-through hard Gumbel-Softmax whose soft sample lives only in its saved tensors.
 
     Inputs: ``logits``, ``tau`` (a number), ``dim``, ``noise`` (tensor or None), ``stream``
@@ -165,19 +188,23 @@ class HardSample(torch.autograd.Function):
         logits, tau, dim, noise, stream = inputs
         _hard, index, y = output
         ctx.mark_non_differentiable(index, y)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the indices and y
         ctx.save_for_backward(logits, noise, y)
         ctx.tau, ctx.dim, ctx.stream = tau, dim, stream
         ctx.consumed = False  # y's buffer becomes the first backward's gradient
 
     @staticmethod
-    def backward(ctx: Any, grad_hard: Tensor, grad_index: Any, grad_y: Any):  # type: ignore[override]
+    def backward(ctx: Any, grad_hard: Tensor | None, grad_index: Any, grad_y: Any):  # type: ignore[override]
+        none = (None, None, None, None)
+        if grad_hard is None:
+            return (None, *none)
         logits, noise, y = ctx.saved_tensors
         tau, dim = ctx.tau, ctx.dim
-        none = (None, None, None, None)
         cdt = compute_dtype(logits.dtype)
         if torch.is_grad_enabled():
             # double backward: y as a differentiable function of the logits (noise constant)
-            z, _ = perturb(logits, dim, noise=noise, stream=ctx.stream)
+            z = perturb(logits, dim, noise=noise, stream=ctx.stream).z
+            assert z is not None
             xc = logits.to(cdt)
             const = torch.where(torch.isneginf(z), torch.zeros_like(z), z - xc.detach())
             yd = _kernels.shifted_softmax(xc + const, tau, dim)
@@ -194,7 +221,7 @@ class HardSample(torch.autograd.Function):
         return (grad.to(logits.dtype), *none)
 
 
-class StraightThrough(torch.autograd.Function):
+class StraightThrough(_Function):
     """Forward: the given exact one-hot. Backward: the incoming gradient, unchanged, to ``soft``.
 
     ``hard - soft.detach() + soft`` is not exactly one-hot in float16 / bfloat16 (``(1 - s) + s``
@@ -205,7 +232,7 @@ class StraightThrough(torch.autograd.Function):
 
     @staticmethod
     def forward(soft: Tensor, hard: Tensor) -> Tensor:  # type: ignore[override]
-        return hard.clone()
+        return hard.view_as(hard)  # a view, not a copy (torch's copy forks an OpenMP team)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -273,7 +300,7 @@ def _terms(
     return _kernels.shifted_softmax(z, t, -1)
 
 
-class MixtureST(torch.autograd.Function):
+class MixtureST(_Function):
     """Outputs ``(hard, soft)``: the exact one-hot of ``indices`` and the relaxed
     :math:`\\sum_m c^{soft}_m y_m`; both backpropagate through the mixture of softmax Jacobians.
 
@@ -303,6 +330,7 @@ class MixtureST(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
         x, indices, plan, *aux = inputs
         ctx.save_for_backward(x, indices, *aux)
+        ctx.set_materialize_grads(False)  # an unused output gets no zero-filled gradient
         ctx.plan = plan
 
     @staticmethod
@@ -331,3 +359,4 @@ class MixtureST(torch.autograd.Function):
             total = jac if total is None else total + jac
         gx = None if total is None else total.to(x.dtype)
         return (gx, None, None, *([None] * len(aux)))
+

@@ -100,6 +100,8 @@ def check_tau(
     minimum: float | None = ...,
     scalar: Literal[True],
     owner: str = ...,
+    like: Tensor | None = ...,
+    dim: int = ...,
 ) -> float: ...
 
 
@@ -111,6 +113,8 @@ def check_tau(
     minimum: float | None = ...,
     scalar: bool = ...,
     owner: str = ...,
+    like: Tensor | None = ...,
+    dim: int = ...,
 ) -> float | Tensor: ...
 
 
@@ -121,6 +125,8 @@ def check_tau(
     minimum: float | None = None,
     scalar: bool = False,
     owner: str = "this function",
+    like: Tensor | None = None,
+    dim: int = -1,
 ) -> float | Tensor:
     """The one temperature check of the library: a positive finite number or tensor.
 
@@ -133,6 +139,10 @@ def check_tau(
             require grad is accepted and converted; one that requires grad is refused (the
             conversion would silently drop its gradient), and so is any other tensor.
         owner: who treats tau as a constant, for the requires-grad message.
+        like, dim: the logits a tensor ``tau`` goes with: it must broadcast to their shape with
+            size 1 along the category dimension ``dim`` (one temperature per slice: the
+            max-shift before dividing by tau, the overflow guard, is exact only then, and so is
+            the Concrete density).
 
     Returns:
         ``float(tau)`` for a number (or with ``scalar=True``), else the tensor itself.
@@ -158,6 +168,8 @@ def check_tau(
         else:
             if not tau.is_floating_point():
                 raise ValueError(f"{name} must be a floating tensor or a number, got dtype {tau.dtype}")
+            if like is not None:
+                _check_tau_shape(tau, like, dim, name)
             good = torch.isfinite(tau) & (tau > 0)
             if minimum is not None:
                 good &= tau >= minimum
@@ -172,6 +184,25 @@ def check_tau(
     if not (math.isfinite(t) and t > 0.0) or (minimum is not None and t < minimum):
         raise ValueError(_tau_message(name, minimum, tau))
     return t
+
+
+def _check_tau_shape(tau: Tensor, logits: Tensor, dim: int, name: str) -> None:
+    try:
+        shape = torch.broadcast_shapes(tau.shape, logits.shape)
+    except RuntimeError:
+        shape = None
+    if shape != logits.shape:
+        raise ValueError(
+            f"{name} must be a number or a tensor broadcastable to the logits' shape "
+            f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
+        )
+    d = dim % logits.ndim
+    j = d - (logits.ndim - tau.ndim)  # tau's axis aligned with dim, if it has one
+    if j >= 0 and tau.shape[j] != 1:
+        raise ValueError(
+            f"{name} must have size 1 along dim={dim} (one temperature per slice of "
+            f"categories), got shape {tuple(tau.shape)} for logits {tuple(logits.shape)}"
+        )
 
 
 def _tau_message(name: str, minimum: float | None, got: object) -> str:

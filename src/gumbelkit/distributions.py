@@ -322,11 +322,6 @@ def _validating(validate_args: bool | None) -> bool:
     return Distribution._validate_args if validate_args is None else bool(validate_args)
 
 
-def _check_finite_temperature(temperature: Tensor) -> None:
-    if not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
-        raise ValueError(f"temperature must be positive and finite, got {temperature}")
-
-
 def _batch_with_temperature(param_batch: torch.Size, temperature: Tensor) -> torch.Size:
     try:
         return torch.broadcast_shapes(param_batch, temperature.shape)
@@ -449,7 +444,7 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
         given = check_float_tensor(probs if probs is not None else logits, name)
         if given.ndim == 0:
             raise ValueError(f"{name} must have at least one dimension (the categories)")
-        check_categories(given, given.ndim - 1, name)  # also with validation off: K = 0 is never valid
+        check_categories(given, given.ndim - 1, name)  # validation off too: K = 0 is never valid
         if probs is not None:
             self.probs = probs
             pos = probs > 0
@@ -463,7 +458,7 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
             if probs is not None and bool(((probs < 0) | probs.isnan()).any()):
                 raise ValueError("probs must be nonnegative and not NaN")
             check_logits(raw, raw.ndim - 1, name="logits" if name == "logits" else "log(probs)")
-            _check_finite_temperature(self.temperature)
+            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
         cdt = compute_dtype(raw.dtype)
         raw_c = raw.to(cdt)
         # normalise in float32 or better; the max is finite since no slice is fully masked
@@ -745,7 +740,7 @@ class RelaxedBernoulli(_GeneratorSampling):
             self.logits = lg
         self.temperature = _temperature(temperature, self.logits.dtype, self.logits.device)
         if validate:
-            _check_finite_temperature(self.temperature)
+            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
         batch_shape = _batch_with_temperature(self.logits.shape, self.temperature)
         super().__init__(batch_shape, torch.Size(), validate_args=validate_args)
 

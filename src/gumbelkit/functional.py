@@ -118,12 +118,17 @@ def gumbel_max(
         torch.Size([1])
     """
     d, noise = _prepare(logits, dim, noise)
-    with torch.no_grad():
-        z, ok = perturb(logits, d, noise=noise, generator=generator)  # (*, K, *)
-        check_valid(ok, logits, d)
-        if _kernels.numpy_path(z):
-            return _kernels.argmax_numpy(z, d)  # numpy blocks: no OpenMP fork per call
-        return z.argmax(dim=d)
+    # no torch.no_grad() block: z has no history anyway, and under torch.compile a failed check
+    # inside one would leave grad mode off (dynamo does not restore it on an exception)
+    # the numpy path finds the argmax while perturbing and writes no perturbed copy
+    p = perturb(logits, d, noise=noise, generator=generator, want_index=True, values=False)
+    check_valid(p.ok, logits, d)
+    if p.indices is not None:
+        return p.indices
+    assert p.z is not None
+    if _kernels.numpy_path(p.z):
+        return _kernels.argmax_numpy(p.z, d)  # numpy blocks: no OpenMP fork per call
+    return p.z.argmax(dim=d)
 
 
 def gumbel_topk(
@@ -162,14 +167,19 @@ def gumbel_topk(
     n = logits.shape[d]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
-    with torch.no_grad():
-        z, ok_max = perturb(logits, d, noise=noise, generator=generator)
-        ok: bool | Tensor
-        if _kernels.numpy_path(z) and z.stride(d) == 1:  # categories contiguous (inner size 1)
-            indices, ok = _kernels.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
-        else:
-            top = z.topk(k, dim=d)
-            indices, ok = top.indices, torch.isfinite(top.values).all()
+    # categories last on the numpy path: the top k are found while perturbing, no copy written
+    z, ok_max, found, _ = perturb(logits, d, noise=noise, generator=generator, values=False, topk=k)
+    ok: bool | Tensor
+    if found is not None:
+        # one flag for both: the k largest are finite iff the data are valid and k fit; the
+        # branch below names which
+        indices, ok, ok_max = found, ok_max, True
+    elif z is not None and _kernels.numpy_path(z) and z.stride(d) == 1:  # categories contiguous
+        indices, ok = _kernels.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
+    else:
+        assert z is not None
+        top = z.topk(k, dim=d)
+        indices, ok = top.indices, torch.isfinite(top.values).all()
     # every value is finite iff no NaN / +inf and each slice has >= k unmasked categories,
     # since the noise is finite; only then are the full checks run to name the problem
     check_valid(ok_max, logits, d)
@@ -200,7 +210,10 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     """
     if hard.shape != soft.shape:
         raise ValueError(f"hard and soft must have the same shape, got {tuple(hard.shape)} and {tuple(soft.shape)}")
-    return StraightThrough.apply(soft, hard.to(soft.dtype).detach())
+    hard = hard.to(soft.dtype).detach()
+    if not (soft.requires_grad and torch.is_grad_enabled()):
+        return hard  # no gradient to route
+    return StraightThrough.apply(soft, hard)
 
 
 def _noise_for(logits: Tensor, noise: Tensor | None, generator: torch.Generator | None):
@@ -245,30 +258,10 @@ def _soft_and_index(
     if logits.requires_grad and grad:
         y, index = SoftSample.apply(logits, tau, d, nz, stream, want_index)
         return y.to(logits.dtype), (index if want_index else None)
-    with torch.no_grad():
-        y, idx = soft_forward(logits, tau, d, nz, stream, want_index)
+    # no gradient needed (none flows: tau and noise do not require grad here); no no_grad()
+    # block, for the reason given in gumbel_max
+    y, idx = soft_forward(logits.detach(), tau, d, nz, stream, want_index)
     return y.to(logits.dtype), idx
-
-
-def _check_tau_shape(tau: float | Tensor, logits: Tensor, dim: int) -> None:
-    if isinstance(tau, Tensor):
-        try:
-            shape = torch.broadcast_shapes(tau.shape, logits.shape)
-        except RuntimeError:
-            shape = None
-        if shape != logits.shape:
-            raise ValueError(
-                f"tau must be a number or a tensor broadcastable to the logits' shape "
-                f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
-            )
-        # one temperature per slice: the max-shift before dividing by tau (our overflow guard)
-        # is exact only when tau is constant along dim, and so is the Concrete density
-        j = dim - (logits.ndim - tau.ndim)  # tau's axis aligned with dim, if it has one
-        if j >= 0 and tau.shape[j] != 1:
-            raise ValueError(
-                f"tau must have size 1 along dim={dim} (one temperature per slice of "
-                f"categories), got shape {tuple(tau.shape)} for logits {tuple(logits.shape)}"
-            )
 
 
 def gumbel_softmax_sample(
@@ -307,9 +300,8 @@ def gumbel_softmax_sample(
         >>> bool((s.hard.argmax(-1) == s.indices).all())
         True
     """
-    tau = check_tau(tau)
     d, noise = _prepare(logits, dim, noise)
-    _check_tau_shape(tau, logits, d)
+    tau = check_tau(tau, like=logits, dim=d)
     soft, index = _soft_and_index(logits, tau, d, noise, generator, want_index=True)
     assert index is not None
     hard = straight_through(_kernels.one_hot(index, soft, d), soft)
@@ -380,7 +372,6 @@ def gumbel_softmax(
             nz, stream = _noise_for(logits, noise, generator)
             return HardSample.apply(logits, tau, d, nz, stream)[0]
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
-    tau = check_tau(tau)
     d, noise = _prepare(logits, dim, noise)
-    _check_tau_shape(tau, logits, d)
+    tau = check_tau(tau, like=logits, dim=d)
     return _soft_and_index(logits, tau, d, noise, generator, want_index=False)[0]

@@ -223,12 +223,21 @@ def gumbel_like(tensor: Tensor, *, generator: torch.Generator | None = None) -> 
 
 
 class Perturbed(NamedTuple):
-    """``z = (logits - max) + G`` in the compute dtype (contiguous, no autograd history), and
-    ``ok``: whether every slice's maximum is finite (a bool on the numpy path, a 0-d bool tensor
-    on the torch-op path; checked by :func:`gumbelkit._validation.check_valid`)."""
+    """What every sampler starts from (see :func:`perturb`).
 
-    z: Tensor
+    Attributes:
+        z: the perturbed logits, shifted by a per-slice constant, in the compute dtype
+            (contiguous, no autograd history); None when only the indices were asked for.
+        ok: every slice's maximum is finite (a bool on the numpy path, a 0-d bool tensor on the
+            torch-op path; checked by :func:`gumbelkit._validation.check_valid`).
+        indices: the argmax along ``dim`` when asked for and found on the way, else None.
+        max_is_zero: every slice of ``z`` has maximum exactly 0.
+    """
+
+    z: Tensor | None
     ok: bool | Tensor
+    indices: Tensor | None
+    max_is_zero: bool
 
 
 def perturb(
@@ -238,20 +247,28 @@ def perturb(
     noise: Tensor | None = None,
     generator: torch.Generator | None = None,
     stream: _kernels.Stream | None = None,
+    want_index: bool = False,
+    values: bool = True,
+    topk: int = 0,
 ) -> Perturbed:
-    r"""The perturbed logits every sampler starts from: :math:`(\ell - \max_{dim}\ell) + G`.
+    r"""The perturbed logits every sampler starts from: :math:`\ell + G` minus a per-slice max.
 
     ``G`` is ``noise`` if given, else drawn: on the numpy path from the PCG64 ``stream`` (drawn
     from ``generator`` unless given, to replay an earlier draw), fused with the shift block by
-    block; on the torch-op path from ``torch.rand``. The result equals
-    ``(logits - max) + gumbel_noise(...)`` bit for bit for the same generator state.
+    block (:func:`gumbelkit._kernels.perturb_into`); on the torch-op path from ``torch.rand``,
+    as ``(logits - max) + G``. Either way the values do not depend on a constant added to the
+    logits. ``values=False`` (numpy path) skips writing them when only the argmax is wanted;
+    with ``topk = k`` as well, ``indices`` are the ``k`` largest when the kernels find them.
     """
     cdt = compute_dtype(logits.dtype)
     x = logits.detach()
     if noise is None and _kernels.numpy_path(x):
-        z = torch.empty(x.shape, dtype=cdt)
         s = _kernels.draw_stream(generator) if stream is None else stream
-        return Perturbed(z, _kernels.perturb_into(z, x.contiguous(), dim, s))
+        if topk and not _kernels.rows_layout(x.shape, dim):
+            values = True  # top-k of other layouts is taken from the values
+        z = torch.empty(x.shape, dtype=cdt) if values else None
+        ok, indices, zero = _kernels.perturb_into(z, x.contiguous(), dim, s, want_index, topk)
+        return Perturbed(z, ok, indices, zero)
     xc = x.to(cdt)
     m = xc.amax(dim=dim, keepdim=True)  # NaN propagates; -inf for a fully masked slice
     if noise is None:
@@ -259,7 +276,7 @@ def perturb(
     else:
         g = noise.detach().to(cdt)
     z = ((xc - m) + g).contiguous()  # (*, K, *): the shift first, then the noise
-    return Perturbed(z, torch.isfinite(m).all())
+    return Perturbed(z, torch.isfinite(m).all(), z.argmax(dim=dim) if want_index else None, False)
 
 
 # ---------------------------------------------------------------------- conditional Gumbels

@@ -93,10 +93,11 @@ def preamble(
     d = check_dim(logits, dim)
     check_categories(logits, d)
     noise = check_noise(noise, logits)
-    z, ok = perturb(logits, d, noise=noise, generator=generator)  # (*, K, *) compute dtype
+    z, ok, indices, _ = perturb(logits, d, noise=noise, generator=generator, want_index=True)
+    assert z is not None  # (*, K, *) compute dtype
     check_valid(ok, logits, d)
     z = z.movedim(d, -1)  # (*, K)
-    return Preamble(t, d, logits.movedim(d, -1), z, z.argmax(dim=-1))
+    return Preamble(t, d, logits.movedim(d, -1), z, z.argmax(dim=-1) if indices is None else indices)
 
 
 def safe_shift(target: Tensor, xs: Tensor) -> Tensor:

@@ -112,12 +112,16 @@ def reinforce_loo(
     cdt = compute_dtype(logits.dtype)
     n = n_samples
     rep = logits.detach().unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
-    z, ok = perturb(rep, d + 1, generator=generator)  # n exact Gumbel-Max draws, shifted logits
-    check_valid(ok, logits, d)
+    p = perturb(rep, d + 1, generator=generator, want_index=True, values=False)  # n Gumbel-Max draws
+    check_valid(p.ok, logits, d)
     x = logits.movedim(d, -1)  # (*B, K)
     xc = x.to(cdt)
-    index = z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
-    hard = one_hot(index, z.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *shape)
+    if p.indices is not None:
+        index = p.indices  # (n, *B)
+    else:
+        assert p.z is not None
+        index = p.z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
+    hard = one_hot(index, rep.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *shape)
     values = f(hard)
     batch = tuple(x.shape[:-1])
     if not isinstance(values, Tensor) or values.ndim < 1 or values.shape[0] != n or (
