@@ -145,3 +145,42 @@ def test_binarize_is_bernoulli() -> None:
 def test_bad_binarization_mode() -> None:
     with pytest.raises(ValueError, match="binarization must be one of"):
         mnist_splits(binarization="otsu")
+
+
+# ---- Fashion-MNIST and the dataset-by-name loader ------------------------------------------
+
+
+def test_unknown_dataset_is_named() -> None:
+    from gumbelkit.apps.data import image_splits
+
+    with pytest.raises(ValueError, match="dataset must be one of mnist, fashion_mnist; got 'cifar'"):
+        image_splits("cifar")
+
+
+def test_fashion_mnist_from_idx_files(tmp_path: Path) -> None:
+    # tiny synthetic IDX files: the loader must split train / valid and scale to [0, 1]
+    from gumbelkit.apps.data import image_splits
+
+    rng = np.random.default_rng(0)
+    tr = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    te = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte", tr)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(30, dtype=np.uint8) % 10)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", te)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(7, dtype=np.uint8))
+    s = image_splits("fashion_mnist", tmp_path, n_valid=10)
+    assert s.train.shape == (20, 784) and s.valid.shape == (10, 784) and s.test.shape == (7, 784)
+    np.testing.assert_array_equal((s.valid * 255).round().numpy().astype(np.uint8), tr[20:].reshape(10, -1))
+    assert s.valid_labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist() -> None:
+    from gumbelkit.apps.data import CLASS_NAMES, image_splits
+
+    s = image_splits("fashion_mnist")
+    assert s.train.shape == (50000, 784) and s.test.shape == (10000, 784)
+    # the published test set is balanced: 1000 images per class
+    assert s.test_labels.bincount().tolist() == [1000] * 10
+    assert CLASS_NAMES["fashion_mnist"][int(s.train_labels[0])] == "ankle boot"
