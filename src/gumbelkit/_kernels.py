@@ -23,11 +23,11 @@ Where the time goes on CPU, and what the numpy path does about it
   :data:`Stream`) come from four 63-bit draws of the caller's ``torch.Generator`` (or torch's
   default generator), so ``torch.manual_seed`` and ``generator=`` keep their meaning.
 * **Passes over memory.** The noise is made in blocks of :data:`BLOCK` elements whose float64
-  scratch stays in the L2 cache; each block goes ``W -> E -> log E -> (logits - max) + G`` and
-  lands directly in the output buffer. No float64 tensor of the full size, and no separate noise
-  / perturbed copies, ever exist. When the categories are the last dimension, the per-slice
-  maximum of the logits (the shift that makes the samplers shift invariant) is taken on the
-  block while it is in cache.
+  scratch stays in the L2 cache; each block goes ``W -> E -> log E -> l + G`` (float64), is
+  shifted by its per-slice maximum (which makes the samplers shift invariant) and lands, rounded
+  once, in the output buffer; the argmax and top-k of ``gumbel_max`` / ``gumbel_topk`` are
+  taken on the block itself, with no output at all. No float64 tensor of the full size, and no
+  separate noise / perturbed copies, ever exist.
 * **Threads.** The block arithmetic is numpy ufuncs, which release the GIL and never start an
   OpenMP team (torch's ``log``, ``exp`` and ``softmax`` fork one per call even for small
   tensors, which stalls for milliseconds on a loaded machine). Large tensors are split into at

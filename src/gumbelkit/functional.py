@@ -16,8 +16,9 @@ or ``"same"``, ``jacrev``) and ``torch.compile`` (no graph break). What a seed g
   the same sample in all three, but not the CPU eager one;
 * ``torch.compile`` with inductor (the default backend): inductor draws its own random numbers
   (``torch._inductor.config.fallback_random = True`` restores ``torch.rand``'s), reproducible
-  under ``torch.manual_seed`` but equal to none of the above. A ``generator=`` argument is not
-  traced by dynamo: compile calls without it.
+  under ``torch.manual_seed`` but equal to none of the above. Dynamo cannot trace a
+  ``torch.Generator``: a ``generator=`` argument costs graph breaks under ``torch.compile``;
+  seed with ``torch.manual_seed`` there.
 
 Under ``torch.compile`` the data checks become ``torch._assert_async`` (a ``RuntimeError`` when
 the compiled code runs); inside ``torch.func`` transforms they are skipped.

@@ -35,10 +35,12 @@ grid); the samplers in :mod:`gumbelkit.functional` never round the noise to half
 
 Shift invariance
 ----------------
-Every sampler perturbs :math:`\ell - \max_{dim}\ell` rather than :math:`\ell`: a float32
-``logits + G`` is rounded to the ulp of the logits (0.0625 at 1e6), which would tie or reorder
-near-equal categories; the categorical distribution does not depend on a constant added to the
-logits, and neither do the samples.
+A float32 ``logits + G`` is rounded to the ulp of the logits (0.0625 at 1e6), which ties or
+reorders near-equal categories; the categorical distribution does not depend on a constant
+added to the logits, and neither do the samples here. The torch-op path perturbs
+:math:`(\ell - \max_{dim}\ell) + G`; the numpy path computes :math:`\ell + G` in float64
+(exact to about 1e-16 of the logits' size) and subtracts its per-slice maximum before rounding
+once, or subtracts the logits' maximum first where the categories are not the last dimension.
 
 References:
     1. E. J. Gumbel, *Statistical theory of extreme values*, 1954.
