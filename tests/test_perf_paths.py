@@ -454,3 +454,25 @@ def test_a_zero_uniform_replays_its_block_with_the_floor(shape, dim, monkeypatch
     assert len(hits) == 3
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
+
+
+def test_compare_versions_quick_smoke(tmp_path):
+    # the A/B speed comparison against another commit runs and writes a ratio for every row;
+    # against this very commit the median ratio is about 1 (a loose bound: timings are noisy)
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout (the reference is exported with git archive)")
+    out = tmp_path / "cmp"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_versions.py"), "HEAD", "--quick",
+         "--ops", "soft_fwdbwd,gumbel_max", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    report = json.loads((out / "compare_versions.json").read_text())
+    assert len(report["results"]) == 8 and report["reference_commit"] == report["checkout_commit"]
+    ratios = [r["ratio_median"] for r in report["results"]]
+    assert all(0.2 < r < 5.0 for r in ratios) and 0.5 < float(np.median(ratios)) < 2.0
