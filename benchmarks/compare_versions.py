@@ -119,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny shapes, 5 rounds (seconds)")
     p.add_argument("--dvae-batch", type=int, default=2, help="batch of the dVAE shape")
     p.add_argument("--ops", default=",".join(bench_ops.OPS), help="comma-separated ops to compare")
+    p.add_argument("--shapes", default="lm,dvae,vae,mid", help="comma-separated shape names")
     args = p.parse_args(argv)
     repeats = 5 if args.quick else args.repeats
     with tempfile.TemporaryDirectory() as tmp:
         ref = load_reference(args.ref, Path(tmp))
         rows = []
         load_start = os.getloadavg()
-        for sh in bench_ops.shapes(args.quick, args.dvae_batch):
+        for sh in [x for x in bench_ops.shapes(args.quick, args.dvae_batch) if x.name in args.shapes.split(",")]:
             for op in [o for o in bench_ops.OPS if o in args.ops.split(",")]:
                 res = paired(make_call(current, op, sh), make_call(ref, op, sh), repeats, 0.05 if args.quick else 0.3)
                 rows.append({"op": op, "shape": sh.name, "dims": list(sh.shape), "dim": sh.dim, **res})
