@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ from gumbelkit.apps.training import (
 from gumbelkit.apps.training.loop import CHECKPOINT_NAME
 from gumbelkit.schedules import ConstantTau, InverseTemperatureTau, Schedule
 
-__all__ = ["STAGES", "TextGANConfig", "evaluate_generator", "main", "train"]
+__all__ = ["STAGES", "Evaluation", "TextGANConfig", "evaluate_generator", "main", "run_stages", "train"]
 
 PROG = "gumbelkit train textgan"
 STAGES = ("mle", "gan", "all")
@@ -193,15 +193,16 @@ def load_corpus(config: TextGANConfig) -> Corpus:
 
 
 @torch.no_grad()
-def heldout_nll(gen: Generator, corpus: Corpus, tau: float = 1.0, chunk: int = 1000) -> float:
+def heldout_nll(gen: Generator, corpus: Corpus, tau: float = 1.0, n: int | None = None, chunk: int = 1000) -> float:
     """NLL_gen: the generator's NLL of the held-out set, nats per token.
 
     Oracle: the mean over sequences of the per-token mean (all ``T`` tokens). Real text: the mean
     over the sentences' tokens up to and including the first ``<eos>`` (padding excluded).
     """
     total, count = 0.0, 0
-    for s in range(0, len(corpus.heldout), chunk):
-        x = corpus.heldout[s : s + chunk]
+    heldout = corpus.heldout[:n]
+    for s in range(0, len(heldout), chunk):
+        x = heldout[s : s + chunk]
         nll = gen.token_nll(x, tau)  # (n, T)
         if corpus.vocab is None:
             total += float(nll.mean(1).sum())
@@ -213,30 +214,52 @@ def heldout_nll(gen: Generator, corpus: Corpus, tau: float = 1.0, chunk: int = 1
     return total / count
 
 
+class Evaluation(NamedTuple):
+    """What :func:`evaluate_generator` returns.
+
+    Attributes:
+        metrics: ``nll_gen`` always; ``nll_oracle`` on the oracle; BLEU / self-BLEU / length on text.
+        samples: ``(n, T)`` the generated sequences.
+        nll_oracle: ``(n,)`` each sample's oracle NLL per token (oracle only, else ``None``);
+            ``metrics["nll_oracle"]`` is their mean.
+    """
+
+    metrics: dict[str, float]
+    samples: Tensor
+    nll_oracle: Tensor | None
+
+
 def evaluate_generator(gen: Generator, corpus: Corpus, n_samples: int, generator: torch.Generator,
-                       tau: float = 1.0, text_metrics: bool = True) -> tuple[dict[str, float], Tensor]:
+                       tau: float = 1.0, text_metrics: bool = True, n_heldout: int | None = None) -> Evaluation:
     """Sample ``n_samples`` sequences at temperature ``tau`` and score them.
 
-    Returns:
-        ``(metrics, samples (n, T))``. Metrics: ``nll_gen`` always; ``nll_oracle`` on the oracle;
-        on real text (with ``text_metrics``) ``bleu2..4`` (each sample against all held-out
-        sentences), ``self_bleu2..4`` (the first 1,000 samples against all samples) and ``length``.
+    Args:
+        gen: the generator.
+        corpus: the corpus (its oracle or vocabulary scores the samples).
+        n_samples: sequences to generate.
+        generator: the sampling noise.
+        tau: sampling temperature (NLL_gen is computed at the same temperature).
+        text_metrics: real text: also BLEU-2..4 (each sample against all held-out sentences),
+            self-BLEU-2..4 (the first 1,000 samples against all samples) and mean length.
+        n_heldout: score NLL_gen on the first this many held-out sequences (default: all).
     """
     was_training = gen.training
     gen.eval()
     samples = gen.sample(n_samples, corpus.seq_len, tau, generator=generator)
-    out: dict[str, float] = {"nll_gen": heldout_nll(gen, corpus, tau)}
+    out: dict[str, float] = {"nll_gen": heldout_nll(gen, corpus, tau, n_heldout)}
+    per_seq = None
     if corpus.oracle is not None:
-        out["nll_oracle"] = float(corpus.oracle.nll(samples).mean())
+        per_seq = corpus.oracle.nll(samples)  # (n,)
+        out["nll_oracle"] = float(per_seq.double().mean())
     elif text_metrics:
-        hyps = [s for s in corpus.sentences(samples)]
+        hyps = corpus.sentences(samples)
         refs = corpus.sentences(corpus.heldout)
         for n in (2, 3, 4):
             out[f"bleu{n}"] = bleu(hyps, refs, n)
             out[f"self_bleu{n}"] = self_bleu(hyps, n, n_hypotheses=1000)
         out["length"] = float(np.mean([len(h) for h in hyps]))
     gen.train(was_training)
-    return out, samples
+    return Evaluation(out, samples, per_seq)
 
 
 def _provenance(argv: Sequence[str] | None) -> dict[str, Any]:
@@ -254,10 +277,17 @@ def _provenance(argv: Sequence[str] | None) -> dict[str, Any]:
     return info
 
 
-def _save_samples(path: Path, samples: Tensor) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, samples.numpy().astype(np.int16))  # V = 5000 < 2^15
-    return path.name
+def _save(out_dir: Path, sub: str, ev: Evaluation) -> dict[str, str]:
+    """Write ``samples.npy`` (int16 tokens) and, on the oracle, ``nll_oracle.npy`` (float32, per
+    sample) under ``out_dir/sub``; returns their paths relative to ``out_dir``."""
+    d = out_dir / sub
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "samples.npy", ev.samples.numpy().astype(np.int16))  # V = 5000 < 2^15
+    files = {"samples": str(Path(sub) / "samples.npy")}
+    if ev.nll_oracle is not None:
+        np.save(d / "nll_oracle.npy", ev.nll_oracle.numpy().astype(np.float32))
+        files["nll_oracle_per_sample"] = str(Path(sub) / "nll_oracle.npy")
+    return files
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -283,23 +313,27 @@ class _TextTask(Task):
         return self.train_x[indices.to(self.device)]  # (B, T)
 
     def evaluate(self, split: str, generator: torch.Generator) -> dict[str, float]:
-        # curves: fewer samples; BLEU only at the end (pure Python, seconds per call)
-        metrics, _ = evaluate_generator(self.model, self.corpus, self.config.curve_samples, generator,
-                                        text_metrics=False)
-        return metrics
-
-    def _final(self, out_dir: Path, step: int, extra: dict[str, Any]) -> dict[str, Any]:
+        # curves: curve_samples samples and held-out sequences; BLEU only at the end (pure Python)
         cfg = self.config
-        g = torch.Generator().manual_seed(cfg.seed + 3)
-        final, samples = evaluate_generator(self.model, self.corpus, cfg.eval_samples, g)
-        samples_file = _save_samples(out_dir / "samples.npy", samples)
+        return evaluate_generator(self.model, self.corpus, cfg.curve_samples, generator, text_metrics=False,
+                                  n_heldout=cfg.curve_samples).metrics
+
+    def final_evaluation(self) -> Evaluation:
+        """The end-of-run evaluation (``eval_samples`` samples, all held-out data), seeded."""
+        g = torch.Generator().manual_seed(self.config.seed + 3)
+        return evaluate_generator(self.model, self.corpus, self.config.eval_samples, g)
+
+    def _final(self, out_dir: Path, step: int, extra: dict[str, Any], ev: Evaluation | None = None) -> dict[str, Any]:
+        cfg = self.config
+        ev = ev or self.final_evaluation()
+        files = _save(out_dir, ".", ev)
         if self.corpus.vocab is not None:
             (out_dir / "samples.txt").write_text(
-                "".join(" ".join(s) + "\n" for s in self.corpus.sentences(samples[:200])))
+                "".join(" ".join(s) + "\n" for s in self.corpus.sentences(ev.samples[:200])))
         curve = [r for r in read_metrics(out_dir / "metrics.jsonl") if r["split"] == "valid"]
         results: dict[str, Any] = {
             "app": "textgan", "corpus": self.corpus.name, "stage": extra.pop("stage"),
-            "steps": step, "final": {**final, "n_samples": cfg.eval_samples}, "samples": samples_file,
+            "steps": step, "final": {**ev.metrics, "n_samples": cfg.eval_samples}, **files,
             "curve": [{k: r[k] for k in r if k != "split"} for r in curve],
             **extra,
             "data": self.corpus.info,
@@ -321,15 +355,18 @@ class MLETask(_TextTask):
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
         cfg = self.config
+        final = self.final_evaluation()
         frontier = []
         for tau in cfg.temperature_list():
+            if tau == 1.0:  # the final evaluation is the frontier's tau = 1 point
+                frontier.append({"tau": tau, **final.metrics, "samples": "samples.npy",
+                                 **({"nll_oracle_per_sample": "nll_oracle.npy"} if final.nll_oracle is not None else {})})
+                continue
             g = torch.Generator().manual_seed(cfg.seed + 4)
-            metrics, samples = evaluate_generator(self.model, self.corpus, cfg.eval_samples, g, tau=tau)
-            name = f"frontier/tau_{tau:.2f}/samples.npy"
-            _save_samples(out_dir / name, samples)
-            frontier.append({"tau": tau, **metrics, "samples": name})
+            ev = evaluate_generator(self.model, self.corpus, cfg.eval_samples, g, tau=tau)
+            frontier.append({"tau": tau, **ev.metrics, **_save(out_dir, f"frontier/tau_{tau:.2f}", ev)})
         return self._final(out_dir, step, {"stage": "mle", "epochs": step / (len(self.train_x) // cfg.batch_size),
-                                           "frontier": frontier})
+                                           "frontier": frontier}, final)
 
 
 def _load_init(path: str, config: TextGANConfig) -> dict[str, Tensor]:
@@ -367,7 +404,8 @@ class GANTask(_TextTask):
         self.soft_forward = config.estimator == "gs"
         self.timing = {"d_step_seconds": 0.0, "g_step_seconds": 0.0, "g_steps": 0}
         g = torch.Generator().manual_seed(config.seed + 2)
-        self.initial = {"step": 0, **evaluate_generator(self.model, corpus, config.curve_samples, g, text_metrics=False)[0]}
+        self.initial = {"step": 0, **evaluate_generator(self.model, corpus, config.curve_samples, g, text_metrics=False,
+                                                        n_heldout=config.curve_samples).metrics}
         self.disc_cost = self._time_discriminator()
 
     def _time_discriminator(self) -> dict[str, float]:
