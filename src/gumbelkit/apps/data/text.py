@@ -38,7 +38,7 @@ AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", 
 
 _ABBREVIATIONS = ("mr", "mrs", "dr", "st", "messrs", "esq", "capt", "col", "rev")
 _HEADING = re.compile(r"^(chapter|volume)\b|^(by\s+)?jane austen|^\(?\d{4}\)?$|^(the\s+)?end$", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'_)]*\s+")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'_)]))\s+")  # after . ! ? and a closing mark
 _TOKEN = re.compile(r"(?:mrs?|dr|st)\.|[a-z]+(?:'[a-z]+)*|[,;:.!?]")
 
 

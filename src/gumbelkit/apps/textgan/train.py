@@ -30,6 +30,7 @@ Outputs in ``--out-dir``: ``results.json``, ``samples.npy`` (``(N, T)`` int16 to
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import platform
@@ -111,7 +112,7 @@ class TextGANConfig(TrainConfig):
     eval_samples: int = field(default=10_000, metadata=_h("sequences generated for the final evaluation (samples.npy)"))
     curve_samples: int = field(default=2000, metadata=_h("sequences generated at each --eval-every evaluation"))
     temperatures: str = field(default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2", metadata=_h("mle stage: sampling temperatures of the frontier ('' = none)"))
-    quick: bool = field(default=False, metadata=_h("tiny run of both stages on the oracle (2,000 sequences; seconds)"))
+    quick: bool = field(default=False, metadata=_h("tiny run of both stages on the oracle (1,000 sequences, 300 + 20 steps; under a minute)"))
 
     def filter_sizes(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.d_filter_sizes.split(","))
@@ -164,7 +165,7 @@ class TextGANConfig(TrainConfig):
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         want: dict[str, Any] = {}
         if self.quick:
-            want |= {"n_train": 2000, "n_heldout": 1000, "eval_samples": 1000, "curve_samples": 500,
+            want |= {"n_train": 1000, "n_heldout": 500, "eval_samples": 500, "curve_samples": 200,
                      "temperatures": "0.8,1.0,1.2", "threads": 1, "out_dir": "runs/textgan-quick",
                      "d_steps": 2}
         if self.stage == "mle":
@@ -511,8 +512,24 @@ def run_stages(config: TextGANConfig, argv: Sequence[str] | None = None) -> dict
     return {"mle": train(mle_cfg, corpus, argv), "gan": train(gan_cfg, corpus, argv)}
 
 
+def _keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory instead of returning it to the system.
+
+    Every step allocates and frees (B, T, V) logits of ~25 MB; with glibc's default trim
+    threshold those pages go back to the kernel and fault in again on the next step, which
+    measured 37% of an MLE step's CPU time (system time) on the 2-core machine. A no-op elsewhere.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: its maximum, 32 MiB, so the logits live on the heap
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gumbelkit train textgan [options]``; ``--help`` lists every option with its default."""
+    _keep_freed_memory()
     try:
         config = parse_config(TextGANConfig, argv, prog=PROG,
                               description=__doc__.split("\n\n")[0] if __doc__ else None).resolved()
