@@ -377,6 +377,12 @@ def test_rollout_feeds_the_estimator_gradient_to_the_generator(estimator: str) -
             assert p.grad is not None and bool(torch.isfinite(p.grad).all()) and float(p.grad.abs().sum()) > 0, name
 
 
+def test_forward_is_relaxed_only_for_gs() -> None:
+    from gumbelkit.apps.textgan.model import estimator_names, forward_is_relaxed
+
+    assert [n for n in estimator_names() if forward_is_relaxed(n)] == ["gs"]
+
+
 def test_discriminator_index_input_equals_one_hot() -> None:
     torch.manual_seed(0)
     disc = Discriminator(50, 16, (2, 3, 4), 8).eval()

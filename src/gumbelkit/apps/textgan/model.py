@@ -50,6 +50,7 @@ __all__ = [
     "Rollout",
     "categorical",
     "estimator_names",
+    "forward_is_relaxed",
     "rsgan_losses",
 ]
 
@@ -72,14 +73,23 @@ def categorical(logits: Tensor, generator: torch.Generator | None = None) -> Ten
 
 def estimator_names() -> tuple[str, ...]:
     """Estimators a rollout accepts: the registry's pathwise ones."""
-    return tuple(estimators.names("pathwise"))
+    return tuple(estimators.estimator_names("pathwise"))
 
 
 def _estimate(logits: Tensor, name: str, tau: float, generator: torch.Generator | None,
               options: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """One estimator sample: ``(output carrying the gradient (B, V), indices (B,))``."""
     s = estimators.sample(logits, name, tau, -1, generator=generator, **options)
-    return s.hard, s.index
+    return s.output, s.indices
+
+
+def forward_is_relaxed(estimator: str, **options: Any) -> bool:
+    """Whether ``estimator``'s ``output`` is a relaxed vector in the forward pass (``gs``), not the
+    exact one-hot (every straight-through estimator); found by drawing one sample."""
+    tau = estimators.spec(estimator).tau_min or 1.0
+    s = estimators.sample(torch.zeros(1, 3), estimator, tau, -1, generator=torch.Generator().manual_seed(0),
+                          **options)
+    return not torch.equal(s.output, s.hard)
 
 
 class Rollout(NamedTuple):

@@ -50,7 +50,13 @@ from torch import Tensor
 from gumbelkit import estimators
 from gumbelkit.apps.textgan.corpus import CORPORA, Corpus, austen_corpus, eos_mask, oracle_corpus
 from gumbelkit.apps.textgan.metrics import bleu, self_bleu
-from gumbelkit.apps.textgan.model import Discriminator, Generator, estimator_names, rsgan_losses
+from gumbelkit.apps.textgan.model import (
+    Discriminator,
+    Generator,
+    estimator_names,
+    forward_is_relaxed,
+    rsgan_losses,
+)
 from gumbelkit.apps.training import (
     CheckpointError,
     StepContext,
@@ -398,11 +404,11 @@ class GANTask(_TextTask):
         self.total_steps = total
         # tau_n = 1 / beta_n = beta_max^(-n/N) over the run's real N (RelGAN's code used a fixed 5000)
         self.schedule: Schedule = (ConstantTau(1.0) if config.beta_max == 1
-                                   else InverseTemperatureTau(config.beta_max, total))
+                                   else InverseTemperatureTau(tau0=1.0, tau_end=1.0 / config.beta_max, total=total))
         self.options: dict[str, Any] = {"k": config.gumbel_rao_k} if config.estimator == "gumbel_rao" else {}
-        # gs feeds the relaxed vector forward; every other estimator's forward is the exact one-hot,
-        # so the discriminator's fakes can be drawn as plain tokens (same distribution, cheaper)
-        self.soft_forward = config.estimator == "gs"
+        # gs feeds the relaxed vector forward; the straight-through estimators' forward is the exact
+        # one-hot, so the discriminator's fakes can then be drawn as plain tokens (same law, cheaper)
+        self.soft_forward = forward_is_relaxed(config.estimator, **self.options)
         self.timing = {"d_step_seconds": 0.0, "g_step_seconds": 0.0, "g_steps": 0}
         g = torch.Generator().manual_seed(config.seed + 2)
         self.initial = {"step": 0, **evaluate_generator(self.model, corpus, config.curve_samples, g, text_metrics=False,
