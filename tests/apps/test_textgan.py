@@ -531,3 +531,64 @@ def test_committed_table_is_rendered_from_the_json() -> None:
     from gumbelkit.apps.textgan.report import render_table
 
     assert render_table(RESULTS) == (RESULTS / "table.md").read_text()
+
+
+def _fake_results(root: Path) -> None:
+    """A minimal committed-results tree: an MLE run with a 3-point frontier and two GAN runs."""
+    base = {"app": "textgan", "corpus": "oracle", "process_seconds": 60.0, "data": {"n_heldout": 10_000},
+            "config": {"curve_samples": 2000, "gumbel_rao_k": 10, "d_filter_sizes": "2,3", "d_filters": 8, "d_emb": 8}}
+    frontier = [{"tau": 0.8, "nll_oracle": 8.6, "nll_gen": 8.0}, {"tau": 1.0, "nll_oracle": 9.0, "nll_gen": 7.6},
+                {"tau": 1.2, "nll_oracle": 9.5, "nll_gen": 7.4}]
+    runs = {
+        "mle": {**base, "stage": "mle", "steps": 100, "epochs": 10, "curve": [], "frontier": frontier,
+                "final": {"nll_oracle": 9.0, "nll_gen": 7.6, "n_samples": 10_000}},
+        "gan-a": {**base, "stage": "gan", "estimator": "st_gs", "beta_max": 100.0, "steps": 50, "curve": [],
+                  "final": {"nll_oracle": 8.5, "nll_gen": 7.8, "n_samples": 10_000}, "d_steps": 5,
+                  "timing": {"d_steps_seconds_per_step": 0.1, "g_forward_seconds_per_step": 0.1,
+                             "discriminator": {"parameters": 10, "onehot_forward_backward_seconds": 0.01}}},
+        "gan-b": {**base, "stage": "gan", "estimator": "gs", "beta_max": 1.0, "steps": 50, "curve": [],
+                  "final": {"nll_oracle": 9.3, "nll_gen": 7.7, "n_samples": 10_000}, "d_steps": 5,
+                  "timing": {"d_steps_seconds_per_step": 0.1, "g_forward_seconds_per_step": 0.1,
+                             "discriminator": {"parameters": 10, "onehot_forward_backward_seconds": 0.01}}},
+    }
+    for name, r in runs.items():
+        (root / "oracle" / name).mkdir(parents=True)
+        (root / "oracle" / name / "results.json").write_text(json.dumps(r))
+
+
+def test_frontier_position_and_table(tmp_path: Path) -> None:
+    from gumbelkit.apps.textgan.report import frontier_position, render, render_table, verdict
+
+    front = [{"nll_gen": 7.4, "nll_oracle": 9.5}, {"nll_gen": 7.6, "nll_oracle": 9.0}, {"nll_gen": 8.0, "nll_oracle": 8.6}]
+    # at NLL_gen 7.8 the frontier's NLL_oracle is 8.8 (halfway between 9.0 and 8.6)
+    assert frontier_position(front, 7.8, 8.5) == {"status": "beyond", "frontier_nll_oracle": pytest.approx(8.8),
+                                                  "margin": pytest.approx(0.3)}
+    assert frontier_position(front, 7.8, 8.9)["status"] == "behind"
+    assert frontier_position(front, 8.5, 8.0)["status"] == "outside"
+    _fake_results(tmp_path / "textgan")
+    table = render_table(tmp_path / "textgan")
+    assert "| ours: GAN st_gs, beta_max=100 | 8.500 | 7.800 | 50 | 8.800 | beyond (by 0.300) |" in table
+    assert "| ours: GAN gs, beta_max=1 | 9.300 | 7.700 | 50 | 8.900 | behind (by 0.400) |" in table
+    assert "beyond the MLE temperature frontier (tau 0.8..1.2): GAN st_gs, beta_max=100 of 2." in table
+    from gumbelkit.apps.textgan.report import load_runs
+
+    assert verdict(load_runs(tmp_path / "textgan")["oracle"]).endswith("of 2.")
+    written = render(tmp_path / "textgan")
+    assert all(p.exists() for p in written) and len(written) == 3
+
+
+def test_tour_reads_committed_textgan_results(tmp_path: Path) -> None:
+    from gumbelkit.apps.tour._report import TourContext
+    from gumbelkit.apps.tour.s7_use_cases import textgan_committed
+
+    ctx = TourContext(out=tmp_path / "report", progress=False)
+    info, ref = textgan_committed(ctx, results_dir=tmp_path / "nothing")
+    assert info["available"] is False and ref is None
+    _fake_results(tmp_path / "results" / "textgan")
+    from gumbelkit.apps.textgan.report import render
+
+    render(tmp_path / "results" / "textgan")
+    info, ref = textgan_committed(ctx, results_dir=tmp_path / "results")
+    assert info["available"] and info["best_gan"]["nll_oracle"] == 8.5 and info["mle"]["nll_oracle"] == 9.0
+    assert [g["frontier"] for g in info["gan"]] == ["beyond", "behind"]
+    assert ref is not None and (ctx.out / ref.path).is_file() and "beyond" in ref.caption

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["collect", "frontier_position", "load_runs", "main", "render", "render_table"]
+__all__ = ["collect", "frontier_position", "load_runs", "main", "render", "render_table", "verdict"]
 
 # SeqGAN (Yu et al. 2017), Table 1: NLL_oracle on this oracle, T = 20 (NLL_gen not reported).
 SEQGAN_TABLE1 = (("SeqGAN paper: random generator", 10.310), ("SeqGAN paper: MLE", 9.038),
@@ -100,7 +100,8 @@ def _cpu_min(r: dict[str, Any]) -> str:
     return f"{r['process_seconds'] / 60:.1f}"
 
 
-def _verdict(runs: dict[str, Any]) -> str:
+def verdict(runs: dict[str, Any]) -> str:
+    """One plain sentence: which GAN runs of a corpus lie beyond its MLE temperature frontier."""
     mle, gans = runs["mle"], runs["gan"]
     if mle is None or not gans:
         return "No GAN run to compare with the MLE temperature frontier yet."
@@ -151,7 +152,7 @@ def render_table(root: Path) -> str:
                 fr, vs = "-", "-"
             lines.append(f"| ours: {_name(g)} | {f['nll_oracle']:.3f} | {f['nll_gen']:.3f} | {g['steps']} | {fr} "
                          f"| {vs} | {_cpu_min(g)} |")
-        lines += ["", _verdict(oracle), ""]
+        lines += ["", verdict(oracle), ""]
         if oracle["gan"]:
             g0 = oracle["gan"][0]
             t = g0["timing"]
@@ -204,7 +205,7 @@ def render(root: Path) -> list[Path]:
     (root / "table.md").write_text(render_table(root))
     runs = load_runs(root)
     written = [root / "table.md"]
-    written += figures.write_all(runs, root / "figures", _verdict(runs["oracle"]) if "oracle" in runs else "")
+    written += figures.write_all(runs, root / "figures", verdict(runs["oracle"]) if "oracle" in runs else "")
     return written
 
 
