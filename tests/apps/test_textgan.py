@@ -592,3 +592,22 @@ def test_tour_reads_committed_textgan_results(tmp_path: Path) -> None:
     assert info["available"] and info["best_gan"]["nll_oracle"] == 8.5 and info["mle"]["nll_oracle"] == 9.0
     assert [g["frontier"] for g in info["gan"]] == ["beyond", "behind"]
     assert ref is not None and (ctx.out / ref.path).is_file() and "beyond" in ref.caption
+
+
+def test_collect_never_overwrites_different_results(tmp_path: Path) -> None:
+    from gumbelkit.apps.textgan.report import collect
+
+    run = tmp_path / "runs" / "oracle" / "mle"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text('{"a": 1}')
+    (run / "checkpoint.pt").write_bytes(b"not copied")
+    dst = tmp_path / "results"
+    assert [p.name for p in collect(tmp_path / "runs", dst)] == ["results.json"]
+    assert collect(tmp_path / "runs", dst) == []  # same content: nothing to do
+    (run / "results.json").write_text('{"a": 2}')
+    with pytest.raises(FileExistsError, match="differs"):
+        collect(tmp_path / "runs", dst)
+    assert (dst / "oracle" / "mle" / "results.json").read_text() == '{"a": 1}'
+    collect(tmp_path / "runs", dst, overwrite=True)
+    assert (dst / "oracle" / "mle" / "results.json").read_text() == '{"a": 2}'
+    assert not (dst / "oracle" / "mle" / "checkpoint.pt").exists()

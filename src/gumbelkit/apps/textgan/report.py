@@ -4,8 +4,9 @@
     python -m gumbelkit.apps.textgan.report render results/textgan
 
 ``collect`` copies each finished run's ``results.json``, ``samples.npy``, per-sample oracle NLLs,
-frontier samples and ``samples.txt`` (no checkpoints) into ``<results>/<corpus>/<run>/``; it refuses
-to replace files that are already there unless ``--overwrite`` is given. ``render`` writes
+frontier samples and ``samples.txt`` (no checkpoints) into ``<results>/<corpus>/<run>/``; it skips
+files already there with the same content and refuses to replace different ones unless
+``--overwrite`` is given. ``render`` writes
 ``table.md`` and ``figures/*.png`` from those JSON files alone.
 
 Whether a GAN run lies *beyond* the MLE temperature frontier (Caccia et al. 2020) is decided on the
@@ -48,8 +49,10 @@ def collect(src: Path, dst: Path, overwrite: bool = False) -> list[Path]:
         files += sorted((run_dir / "frontier").glob("*/*.npy"))
         for f in files:
             out = target / f.relative_to(run_dir)
+            if out.exists() and out.read_bytes() == f.read_bytes():
+                continue  # collected before
             if out.exists() and not overwrite:
-                raise FileExistsError(f"{out} exists; pass --overwrite to replace committed results")
+                raise FileExistsError(f"{out} exists and differs; pass --overwrite to replace committed results")
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, out)
             copied.append(out)
