@@ -538,6 +538,7 @@ def test_committed_tables_are_rendered_from_the_json() -> None:
 def _fake_results(root: Path) -> None:
     """A minimal committed-results tree: an MLE run with a 3-point frontier and two GAN runs."""
     base = {"app": "textgan", "corpus": "oracle", "process_seconds": 60.0, "data": {"n_heldout": 10_000},
+            "command": "gumbelkit train textgan ...",
             "config": {"curve_samples": 2000, "gumbel_rao_k": 10, "d_filter_sizes": "2,3", "d_filters": 8, "d_emb": 8}}
     frontier = [{"tau": 0.8, "nll_oracle": 8.6, "nll_gen": 8.0}, {"tau": 1.0, "nll_oracle": 9.0, "nll_gen": 7.6},
                 {"tau": 1.2, "nll_oracle": 9.5, "nll_gen": 7.4}]

@@ -194,10 +194,11 @@ def render_table(root: Path) -> str:
             a = (austen["mle"]["_dir"] / "samples.txt").read_text().splitlines()[:10]
             b = (austen["gan"][0]["_dir"] / "samples.txt").read_text().splitlines()[:10]
             lines += [f"| {x or '(empty)'} | {y or '(empty)'} |" for x, y in zip(a, b, strict=False)]
-    lines += ["", "Regenerate: `results/textgan/run_oracle.sh`, `results/textgan/run_austen.sh`, then "
-              "`python -m gumbelkit.apps.textgan.report collect runs/textgan results/textgan` and "
-              "`python -m gumbelkit.apps.textgan.report render results/textgan`. Every run's command and commit "
-              "are in its results.json.", ""]
+    commands = [r["command"] for c in runs.values() for r in ([c["mle"]] if c["mle"] else []) + c["gan"]]
+    lines += ["", "Commands (from each run's results.json, which also records the git commit it ran at); then "
+              "`python -m gumbelkit.apps.textgan.report collect RUNS RESULTS` and `... render RESULTS`:", ""]
+    lines += [f"    {c}" for c in dict.fromkeys(commands)]  # a --stage all run lists its command once
+    lines.append("")
     return "\n".join(lines)
 
 
