@@ -507,7 +507,7 @@ def test_committed_samples_rescore_to_the_reported_nll_oracle(oracle_params: dic
     per file, and there are >= 10 files)."""
     runs = _committed_runs()
     if not runs:
-        pytest.skip("no committed results under results/textgan/oracle/")
+        pytest.skip("no committed oracle results under results/textgan/")
     rng = np.random.default_rng(0)
     checked = 0
     for path in runs:
