@@ -565,13 +565,16 @@ def test_frontier_position_and_table(tmp_path: Path) -> None:
     front = [{"nll_gen": 7.4, "nll_oracle": 9.5}, {"nll_gen": 7.6, "nll_oracle": 9.0}, {"nll_gen": 8.0, "nll_oracle": 8.6}]
     # at NLL_gen 7.8 the frontier's NLL_oracle is 8.8 (halfway between 9.0 and 8.6)
     assert frontier_position(front, 7.8, 8.5) == {"status": "beyond", "frontier_nll_oracle": pytest.approx(8.8),
-                                                  "margin": pytest.approx(0.3)}
+                                                  "margin": pytest.approx(0.3), "se": 0.0}
+    # a margin within 2 standard errors is "on" the frontier, not beyond it
+    assert frontier_position(front, 7.8, 8.75, se=0.03)["status"] == "on"
+    assert frontier_position(front, 7.8, 8.7, se=0.03)["status"] == "beyond"
     assert frontier_position(front, 7.8, 8.9)["status"] == "behind"
     assert frontier_position(front, 8.5, 8.0)["status"] == "outside"
     _fake_results(tmp_path / "textgan")
     table = render_table(tmp_path / "textgan")
-    assert "| ours: GAN st_gs, beta_max=100 | 8.500 | 7.800 | 50 | 8.800 | beyond (by 0.300) |" in table
-    assert "| ours: GAN gs, beta_max=1 | 9.300 | 7.700 | 50 | 8.900 | behind (by 0.400) |" in table
+    assert "| ours: GAN st_gs, beta_max=100 | 8.500 | 7.800 | 50 | 8.800 | beyond (by 0.300 +- 0.000) |" in table
+    assert "| ours: GAN gs, beta_max=1 | 9.300 | 7.700 | 50 | 8.900 | behind (by 0.400 +- 0.000) |" in table
     assert "beyond the MLE temperature frontier (tau 0.8..1.2): GAN st_gs, beta_max=100 of 2." in table
     from gumbelkit.apps.textgan.report import load_runs
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["collect", "frontier_position", "load_runs", "main", "render", "render_table", "verdict"]
+__all__ = ["collect", "frontier_position", "load_runs", "main", "position", "render", "render_table", "verdict"]
 
 # SeqGAN (Yu et al. 2017), Table 1: NLL_oracle on this oracle, T = 20 (NLL_gen not reported).
 SEQGAN_TABLE1 = (("SeqGAN paper: random generator", 10.310), ("SeqGAN paper: MLE", 9.038),
@@ -75,21 +75,48 @@ def load_runs(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def frontier_position(frontier: Sequence[dict[str, Any]], nll_gen: float, nll_oracle: float) -> dict[str, Any]:
+def _se(run_dir: Path, entry: dict[str, Any]) -> float:
+    """Standard error of an NLL_oracle mean, from the saved per-sample values (0 if absent)."""
+    name = entry.get("nll_oracle_per_sample")
+    if not name or not (run_dir / name).is_file():
+        return 0.0
+    values = np.load(run_dir / name).astype(np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def frontier_position(frontier: Sequence[dict[str, Any]], nll_gen: float, nll_oracle: float,
+                      se: float = 0.0) -> dict[str, Any]:
     """Where a point lies relative to the MLE temperature frontier on the (NLL_gen, NLL_oracle) plane.
 
+    Args:
+        frontier: the MLE's points (``nll_gen``, ``nll_oracle``, optionally ``se``: the standard
+            error of ``nll_oracle``).
+        nll_gen, nll_oracle: the point.
+        se: the standard error of the point's ``nll_oracle`` (its samples are random).
+
     Returns:
-        ``{"status": "beyond" | "behind" | "outside", "frontier_nll_oracle": float | None,
-        "margin": float | None}``; ``margin`` = frontier NLL_oracle minus the point's (positive:
-        the point is better than the frontier at its NLL_gen).
+        ``{"status", "frontier_nll_oracle", "margin", "se"}``: ``margin`` = frontier NLL_oracle minus
+        the point's (positive: better than the frontier at its NLL_gen); ``se`` the standard error
+        of the margin; ``status`` "beyond" / "behind" when the margin exceeds 2 standard errors,
+        "on" within them, "outside" when the point's NLL_gen is outside the frontier's range.
     """
-    pts = sorted((f["nll_gen"], f["nll_oracle"]) for f in frontier)
+    pts = sorted((f["nll_gen"], f["nll_oracle"], f.get("se", 0.0)) for f in frontier)
     xs = np.array([p[0] for p in pts])
     ys = np.array([p[1] for p in pts])
     if len(pts) < 2 or not xs[0] <= nll_gen <= xs[-1]:
-        return {"status": "outside", "frontier_nll_oracle": None, "margin": None}
+        return {"status": "outside", "frontier_nll_oracle": None, "margin": None, "se": None}
     f = float(np.interp(nll_gen, xs, ys))
-    return {"status": "beyond" if nll_oracle < f else "behind", "frontier_nll_oracle": f, "margin": f - nll_oracle}
+    j = int(np.searchsorted(xs, nll_gen))
+    se_f = max(p[2] for p in pts[max(j - 1, 0) : j + 1])
+    margin, se_m = f - nll_oracle, float(np.hypot(se, se_f))
+    status = "beyond" if margin > 2 * se_m else "behind" if margin < -2 * se_m else "on"
+    return {"status": status, "frontier_nll_oracle": f, "margin": margin, "se": se_m}
+
+
+def position(mle: dict[str, Any], gan: dict[str, Any]) -> dict[str, Any]:
+    frontier = [{**f, "se": _se(mle["_dir"], f)} for f in mle["frontier"]]
+    se = _se(gan["_dir"], {"nll_oracle_per_sample": gan.get("nll_oracle_per_sample")})
+    return frontier_position(frontier, gan["final"]["nll_gen"], gan["final"]["nll_oracle"], se)
 
 
 def _name(r: dict[str, Any]) -> str:
@@ -108,13 +135,16 @@ def verdict(runs: dict[str, Any]) -> str:
     mle, gans = runs["mle"], runs["gan"]
     if mle is None or not gans:
         return "No GAN run to compare with the MLE temperature frontier yet."
-    pos = [(g, frontier_position(mle["frontier"], g["final"]["nll_gen"], g["final"]["nll_oracle"])) for g in gans]
+    pos = [(g, position(mle, g)) for g in gans]
     beyond = [_name(g) for g, p in pos if p["status"] == "beyond"]
+    on = [_name(g) for g, p in pos if p["status"] == "on"]
     outside = [_name(g) for g, p in pos if p["status"] == "outside"]
     lo = min(f["tau"] for f in mle["frontier"])
     hi = max(f["tau"] for f in mle["frontier"])
     text = (f"GAN runs beyond the MLE temperature frontier (tau {lo:g}..{hi:g}): "
             + (", ".join(beyond) if beyond else "none") + f" of {len(gans)}.")
+    if on:
+        text += " On the frontier (within 2 standard errors of it): " + ", ".join(on) + "."
     if outside:
         text += (" Outside the frontier's measured NLL_gen range (not judged): " + ", ".join(outside) + ".")
     return text
@@ -147,10 +177,11 @@ def render_table(root: Path) -> str:
         for g in oracle["gan"]:
             f = g["final"]
             if mle is not None:
-                pos = frontier_position(mle["frontier"], f["nll_gen"], f["nll_oracle"])
+                pos = position(mle, g)
                 fr = "-" if pos["frontier_nll_oracle"] is None else f"{pos['frontier_nll_oracle']:.3f}"
-                vs = {"beyond": f"beyond (by {pos['margin'] or 0:.3f})", "behind": f"behind (by {-(pos['margin'] or 0):.3f})",
-                      "outside": "outside the measured range"}[pos["status"]]
+                m, e = pos["margin"] or 0.0, pos["se"] or 0.0
+                vs = {"beyond": f"beyond (by {m:.3f} +- {e:.3f})", "behind": f"behind (by {-m:.3f} +- {e:.3f})",
+                      "on": f"on it ({m:+.3f} +- {e:.3f})", "outside": "outside the measured range"}[pos["status"]]
             else:
                 fr, vs = "-", "-"
             lines.append(f"| ours: {_name(g)} | {f['nll_oracle']:.3f} | {f['nll_gen']:.3f} | {g['steps']} | {fr} "

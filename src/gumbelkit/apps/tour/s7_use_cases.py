@@ -115,22 +115,29 @@ def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRe
 def textgan_committed(ctx: TourContext, results_dir: Path | None = None) -> tuple[dict[str, Any], FigureRef | None]:
     """The text GAN's committed oracle results (``results/textgan/``): headline numbers and the
     quality-diversity figure, copied into the report. Nothing is trained."""
-    root = (results_dir or RESULTS_DIR) / "textgan"
-    figure = root / "figures" / "oracle_quality_diversity.png"
+    results_root = results_dir or RESULTS_DIR
+    base = results_root / "textgan"
     try:
-        from gumbelkit.apps.textgan.report import frontier_position, load_runs, verdict
+        from gumbelkit.apps.textgan.report import load_runs, position, verdict
     except ImportError:
         return {"available": False, "why": "the textgan application is not installed"}, None
-    oracle = load_runs(root).get("oracle") if root.is_dir() else None
+    # the full-protocol results if committed, else the reduced-budget pilot
+    oracle, root = None, base
+    for root in (base, base / "pilot"):
+        oracle = load_runs(root).get("oracle") if root.is_dir() else None
+        if oracle and oracle["mle"] is not None and oracle["gan"]:
+            break
     if not oracle or oracle["mle"] is None or not oracle["gan"]:
-        return {"available": False, "why": f"no committed oracle results under {root}"}, None
+        return {"available": False, "why": f"no committed oracle results under {base}"}, None
+    figure = root / "figures" / "oracle_quality_diversity.png"
+    source = root.relative_to(results_root.parent).as_posix()
     mle = oracle["mle"]
     gans = [{"run": f"{g['estimator']}, beta_max={g['beta_max']:g}", "steps": g["steps"],
              "nll_oracle": g["final"]["nll_oracle"], "nll_gen": g["final"]["nll_gen"],
-             "frontier": frontier_position(mle["frontier"], g["final"]["nll_gen"], g["final"]["nll_oracle"])["status"]}
+             "frontier": position(mle, g)["status"]}
             for g in oracle["gan"]]
     info: dict[str, Any] = {
-        "available": True, "source": "results/textgan (committed; not rerun by the tour)",
+        "available": True, "source": f"{source} (committed; not rerun by the tour)",
         "mle": {"epochs": mle["epochs"], "nll_oracle": mle["final"]["nll_oracle"], "nll_gen": mle["final"]["nll_gen"]},
         "gan": gans, "best_gan": min(gans, key=lambda g: g["nll_oracle"]), "verdict": verdict(oracle),
     }
@@ -140,8 +147,9 @@ def textgan_committed(ctx: TourContext, results_dir: Path | None = None) -> tupl
         name = "s7_textgan_quality_diversity"
         shutil.copyfile(figure, ctx.fig_dir / f"{name}.png")
         ref = FigureRef(name, f"figures/{name}.png", (
-            "Text GAN on SeqGAN's oracle (committed results, not rerun): the MLE generator sampled at "
-            "temperatures 0.5 to 1.2 (the frontier) and each Gumbel-Softmax GAN run as a point; lower "
+            f"Text GAN on SeqGAN's oracle ({source}, committed, not rerun; MLE {mle['epochs']:.0f} epochs, "
+            f"GAN runs of {', '.join(sorted({str(g['steps']) for g in gans}))} steps): the MLE generator sampled "
+            "at temperatures 0.5 to 1.2 (the frontier) and each Gumbel-Softmax GAN run as a point; lower "
             f"is better on both axes. {info['verdict']}"))
     return info, ref
 
@@ -241,7 +249,7 @@ def run(ctx: TourContext) -> Section:
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
             if runs.get(uc.key, {}).get("available"):
-                how += (" Its committed results (results/textgan, not rerun here) are in the table below. "
+                how += (f" Its committed results ({html.escape(runs[uc.key]['source'])}) are in the table below. "
                         + html.escape(runs[uc.key]["verdict"]))
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
     numbers = {
