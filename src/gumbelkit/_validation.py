@@ -92,6 +92,7 @@ def check_tau(
     minimum: float | None = ...,
     scalar: Literal[True],
     owner: str = ...,
+    dtype: torch.dtype | None = ...,
 ) -> float: ...
 
 
@@ -103,6 +104,7 @@ def check_tau(
     minimum: float | None = ...,
     scalar: bool = ...,
     owner: str = ...,
+    dtype: torch.dtype | None = ...,
 ) -> float | Tensor: ...
 
 
@@ -113,6 +115,7 @@ def check_tau(
     minimum: float | None = None,
     scalar: bool = False,
     owner: str = "this function",
+    dtype: torch.dtype | None = None,
 ) -> float | Tensor:
     """The one temperature check of the library: a positive finite number or tensor.
 
@@ -125,6 +128,10 @@ def check_tau(
             require grad is accepted and converted; one that requires grad is refused (the
             conversion would silently drop its gradient), and so is any other tensor.
         owner: who treats tau as a constant, for the requires-grad message.
+        dtype: the dtype of the logits tau divides, when known: tau must then also be positive
+            and finite in the dtype they are computed in (:func:`compute_dtype`), or ``x / tau``
+            is ``x / 0`` or ``x / inf`` there and the sample NaN (float32: tau below 7.0e-46
+            rounds to 0, above 3.4e38 to inf).
 
     Returns:
         ``float(tau)`` for a number (or with ``scalar=True``), else the tensor itself.
@@ -153,13 +160,52 @@ def check_tau(
                 bad |= tau < minimum
             if bool(bad.any()):
                 raise ValueError(_tau_message(name, minimum, tau))
+            if dtype is not None:
+                _check_representable(tau, name, dtype)
             return tau
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise ValueError(f"{name} must be a positive finite number or a tensor, got {tau!r}")
     t = float(tau)
     if not (math.isfinite(t) and t > 0.0) or (minimum is not None and t < minimum):
         raise ValueError(_tau_message(name, minimum, tau))
+    if dtype is not None:
+        _check_representable(t, name, dtype)
     return t
+
+
+def dtype_of(x: object) -> torch.dtype | None:
+    """``x.dtype`` for a tensor, else ``None`` (for checks that run before the tensor check)."""
+    return x.dtype if isinstance(x, Tensor) else None
+
+
+def _check_representable(tau: float | Tensor, name: str, dtype: torch.dtype) -> None:
+    """tau must stay positive and finite in the dtype ``dtype`` logits are computed in."""
+    if dtype not in FLOAT_DTYPES:
+        return  # the logits check reports a non-float dtype
+    cd = compute_dtype(dtype)
+    if isinstance(tau, Tensor):
+        low, high = torch.aminmax(tau.detach().to(cd))
+        lo, hi = float(low), float(high)  # one host sync; the values are positive and finite in float64
+    else:
+        if cd == torch.float64:
+            return  # a Python float is a float64
+        # float32 rounding without a conversion (this runs on every call): at most 2**-150 rounds
+        # to 0, at least 2**128 - 2**103 (halfway to the next power) rounds to inf
+        lo = 0.0 if tau <= 2.0**-150 else tau
+        hi = math.inf if tau >= 2.0**128 - 2.0**103 else tau
+    info = torch.finfo(cd)
+    via = "" if cd == dtype else f", the dtype {str(dtype).removeprefix('torch.')} logits are computed in"
+    where = f"{str(cd).removeprefix('torch.')}{via}"
+    if lo == 0.0:
+        raise ValueError(
+            f"{name} underflows to 0 in {where} (got {tau!r}; the smallest positive value there is "
+            f"{info.smallest_normal * info.eps:.3g}), so logits / {name} would be inf or NaN"
+        )
+    if math.isinf(hi):
+        raise ValueError(
+            f"{name} overflows to inf in {where} (got {tau!r}; the largest value there is {info.max:.3g}), "
+            f"so logits / {name} would be 0 or NaN"
+        )
 
 
 def _tau_message(name: str, minimum: float | None, got: object) -> str:

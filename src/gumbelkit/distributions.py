@@ -289,7 +289,7 @@ class _OpenUnitInterval(constraints.Constraint):
 
 def _check_temperature(temperature: object, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Validate ``temperature`` (always) and return it as a floating tensor."""
-    t = check_tau(temperature, "temperature")
+    t = check_tau(temperature, "temperature", dtype=dtype)
     if isinstance(t, Tensor):
         return t
     # a number is stored in float32 or better: bfloat16 would turn 0.01 into 0.01001

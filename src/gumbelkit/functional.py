@@ -28,6 +28,7 @@ from gumbelkit._validation import (
     check_logits,
     check_tau,
     compute_dtype,
+    dtype_of,
     get_validate_args,
 )
 from gumbelkit.noise import gumbel_noise
@@ -339,7 +340,7 @@ def gumbel_softmax_sample(
         >>> bool((s.hard.argmax(-1) == s.indices).all())
         True
     """
-    tau = check_tau(tau)
+    tau = check_tau(tau, dtype=dtype_of(logits))
     d = _prepare_cheap(logits, dim)
     _check_tau_shape(tau, logits, d)
     soft, index = _soft_and_index(logits, tau, d, noise, generator, want_index=True)
@@ -407,12 +408,12 @@ def gumbel_softmax(
             and not (isinstance(noise, Tensor) and noise.requires_grad)
         ):
             # the soft sample is not returned: the Function reuses its buffer for the gradient
-            tau = check_tau(tau)
+            tau = check_tau(tau, dtype=dtype_of(logits))
             d = _prepare_cheap(logits, dim)
             noise = _check_noise(noise, logits)
             return _fast.GumbelSoftmaxHardFunction.apply(logits, tau, d, noise, generator)[0]
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
-    tau = check_tau(tau)
+    tau = check_tau(tau, dtype=dtype_of(logits))
     d = _prepare_cheap(logits, dim)
     _check_tau_shape(tau, logits, d)
     return _soft_and_index(logits, tau, d, noise, generator, want_index=False)[0]

@@ -178,21 +178,22 @@ def test_two_processes_all_exit_with_the_failing_ranks_cause(tmp_path: Path, sce
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_torchrun_reports_the_failure(tmp_path: Path, scenario: str) -> None:
-    """Under torchrun: it fails, both workers exit by themselves (torchrun polls every 2 s, so a
-    rank it had to stop would show exit code -15), and its summary carries the cause."""
+    """Under torchrun: it fails instead of hanging, both workers decide to exit with the cause
+    (their exit files), and torchrun's summary shows the cause and, as the root cause (the first
+    worker it saw end), a worker that exited by itself with the cause's exit code. (The other
+    worker may still be tearing down its interpreter when torchrun stops it with SIGTERM.)"""
     faults, code, message = SCENARIOS[scenario]
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "--monitor-interval", "2", str(WORKER), "--out-dir", str(out),
-           *TOY_ARGS, *DDP_ARGS]
+           "--master-port", str(_free_port()), str(WORKER), "--out-dir", str(out), *TOY_ARGS, *DDP_ARGS]
     res = subprocess.run(cmd, env=_env(**faults, EXIT_FILE=str(tmp_path / "exit")), capture_output=True, text=True,
                          timeout=HANG_S)
     text = res.stdout + res.stderr
     assert res.returncode != 0
     assert "ChildFailedError" in text
-    exitcodes = re.findall(r"^\s*exitcode\s+:\s*(-?\d+) \(pid", text, flags=re.MULTILINE)  # its summary
-    assert sorted(exitcodes) == [str(code)] * 2, text[-3000:]
-    assert message.format(out=out) in text  # the cause, in torchrun's own summary and from each rank
+    root = text[text.index("Root Cause (first observed failure):"):]
+    assert re.search(rf"^\s*exitcode\s+:\s*{code} \(pid", root, flags=re.MULTILINE), text[-3000:]
+    assert message.format(out=out) in root  # the cause, in torchrun's own summary
     _check_exits(tmp_path, code)
     _after_ckpt_failure(out, scenario)
 

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
+from gumbelkit._validation import check_tau, dtype_of
 from gumbelkit.estimators._common import (
     EstimatorSample,
     draw_gumbel,
@@ -106,7 +106,7 @@ def gst(
         >>> s.indices.shape
         torch.Size([3])
     """
-    t = check_tau(tau, scalar=True, owner="gst")
+    t = check_tau(tau, scalar=True, owner="gst", dtype=dtype_of(logits))
     gp = check_gap(gap)
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
+from gumbelkit._validation import check_tau, dtype_of
 from gumbelkit.estimators._common import (
     EstimatorSample,
     compute_dtype,
@@ -139,7 +139,7 @@ def gumbel_rao(
         >>> s.hard.shape
         torch.Size([3, 4])
     """
-    t = check_tau(tau, scalar=True, owner="gumbel_rao")
+    t = check_tau(tau, scalar=True, owner="gumbel_rao", dtype=dtype_of(logits))
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1 (number of conditional Gumbel samples), got {k!r}")
     d = prepare(logits, dim)

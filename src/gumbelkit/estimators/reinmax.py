@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
+from gumbelkit._validation import check_tau, dtype_of
 from gumbelkit.estimators._common import (
     EstimatorSample,
     draw_gumbel,
@@ -76,7 +76,7 @@ def reinmax(
         >>> s.hard.sum().item()
         3.0
     """
-    t = check_tau(tau, minimum=TAU_MIN, scalar=True, owner="reinmax")
+    t = check_tau(tau, minimum=TAU_MIN, scalar=True, owner="reinmax", dtype=dtype_of(logits))
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)

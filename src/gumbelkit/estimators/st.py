@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
+from gumbelkit._validation import check_tau, dtype_of
 from gumbelkit.estimators._common import (
     EstimatorSample,
     draw_gumbel,
@@ -63,7 +63,7 @@ def st(
         >>> s.hard.sum().item()
         4.0
     """
-    t = check_tau(tau, scalar=True, owner="st")
+    t = check_tau(tau, scalar=True, owner="st", dtype=dtype_of(logits))
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)

@@ -449,7 +449,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds)")
         sp.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
 
-    names = ", ".join(E.names())
+    names = ", ".join(E.estimator_names())
     pp = sub.add_parser("polyprog", help="ReinMax's polynomial programming table", formatter_class=fmt,
                         description="ReinMax's polynomial programming (Liu et al. 2023, Sec. 6.1).")
     common(pp)
