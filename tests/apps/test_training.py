@@ -196,6 +196,11 @@ def test_saved_config_loads_back_and_resume_takes_it(tmp_path: Path) -> None:
     # --resume needs only what changes: the rest comes from config.json
     resumed = parse_config(ToyConfig, ["--out-dir", str(out), "--resume", "--max-steps", "24"])
     assert (resumed.lr, resumed.width, resumed.batch_size, resumed.max_steps, resumed.resume) == (0.01, 4, 8, 24, True)
+    # a run copied elsewhere continues there (its config.json still names the old directory)
+    import shutil
+
+    shutil.copytree(out, tmp_path / "copy")
+    assert parse_config(ToyConfig, ["--out-dir", str(tmp_path / "copy"), "--resume"]).out_dir == str(tmp_path / "copy")
     # --config FILE with another run's config.json reproduces its settings elsewhere
     other = parse_config(ToyConfig, ["--config", str(out / "config.json"), "--out-dir", str(tmp_path / "b")])
     assert dataclasses.replace(other, out_dir=config.out_dir) == config

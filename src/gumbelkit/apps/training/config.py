@@ -322,8 +322,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str | None = No
     config = cls(**explicit).apply_presets()
     if config.resume:
         saved = saved_config(cls, config.out_dir)
-        if saved is not None:
-            config = cls(**{**saved, **explicit}).apply_presets()
+        if saved is not None:  # the run continues where its config was found, even if it was moved
+            config = cls(**{**saved, **explicit, "out_dir": config.out_dir}).apply_presets()
     config.validate()
     return config
 

@@ -501,6 +501,7 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
                 window, window_steps, window_examples, window_t0 = {}, 0, 0, time.perf_counter()
     finally:
         console.close()
+        logger.close()  # nothing logs after the loop; flushes TensorBoard even after a failure
 
     if info.enabled:
         # A cheap end-of-run check of the data-parallel invariant: every rank holds rank 0's weights.
@@ -516,7 +517,6 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
     if info.is_main:
         model.eval()
         outputs = task.finish(out_dir, step)
-        logger.close()
         console.status(f"done: {step} steps in {format_duration(time.perf_counter() - t_start)}; "
                        f"run directory {out_dir}")
     return RunResult(out_dir, step, resumed_from, time.perf_counter() - t_start, outputs)
