@@ -9,7 +9,8 @@ arguments are the toy config's flags. Faults (each ``RANK:N`` applies on that ra
 * ``FAULT_KILL=WHERE:N``: SIGKILL at the ``N``-th checkpoint write; ``WHERE`` is ``mid-write``
   (half the bytes written), ``before-rename`` (the temporary file complete, fsynced, not yet
   renamed) or ``after-rename`` (right after the new checkpoint replaced the old one).
-* ``EXIT_FILE=PATH``: write ``{"rank", "code", "time"}`` as JSON to ``PATH.<rank>`` on exit, and
+* ``EXIT_FILE=PATH``: write ``{"rank", "code", "time"}`` as JSON to ``PATH.<rank>`` on exit (also
+  through ``os._exit``), and
   ``{"time"}`` to ``PATH.fault`` when a fault fires (``time``: ``time.time()``).
 """
 
@@ -96,16 +97,27 @@ def _install_faults() -> None:
     ckpt_module.os.replace = replace  # type: ignore[assignment]
 
 
+def _write_exit(code: int) -> None:
+    if EXIT_FILE:
+        Path(f"{EXIT_FILE}.{RANK}").write_text(json.dumps({"rank": RANK, "code": code, "time": time.time()}))
+
+
 def main() -> int:
     _install_faults()
+    real_exit = os._exit
+
+    def exit_now(code: int) -> None:  # cli_main ends a failed distributed process with os._exit
+        _write_exit(code)
+        real_exit(code)
+
+    os._exit = exit_now  # type: ignore[assignment]
 
     def body() -> int:
         run(parse_config(ToyConfig, sys.argv[1:], prog="toy"), ToyTask)
         return 0
 
     code = cli_main("toy", body)
-    if EXIT_FILE:
-        Path(f"{EXIT_FILE}.{RANK}").write_text(json.dumps({"rank": RANK, "code": code, "time": time.time()}))
+    _write_exit(code)
     return code
 
 

@@ -103,4 +103,12 @@ def cli_main(prog: str, body: Callable[[], int | None]) -> int:
         line = f"{prog}: error: {describe(exc)}"
         print(line, file=sys.stderr, flush=True)
         _record_for_torchrun(line, details + line)
-        return exit_code(exc)
+        code = exit_code(exc)
+        if isinstance(exc, DistributedError) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # A failed distributed process ends here, at once: the interpreter's teardown takes
+            # seconds (torchrun may stop a rank midway, with SIGTERM) and C++ destructors of the
+            # process group's threads can abort it ("terminate called without an active
+            # exception"). Every file of the run is closed by now.
+            sys.stdout.flush()
+            os._exit(code)
+        return code
