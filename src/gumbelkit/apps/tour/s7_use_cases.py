@@ -1,23 +1,23 @@
-"""Section 7: where Gumbel-Softmax is used, and the applications of this project that exist."""
+"""Section 7: where Gumbel-Softmax is used, and the applications of this project that exist.
+
+Each application's headline numbers and figure come from its committed ``results/<app>/showcase.json``
+(written by the application's showcase command after a full run); the tour trains nothing here.
+"""
 
 from __future__ import annotations
 
 import html
 import importlib
+import json
 import shutil
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
+import numpy as np
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
-
-# Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
-REFERENCE_JANG_GS_NEG_ELBO = 101.5
 
 TITLE = "Use cases"
 
@@ -75,43 +75,45 @@ def registered_app(uc: UseCase) -> str | None:
     return next((n for n in uc.app_names if n in getattr(apps, "APPS", {})), None)
 
 
-def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRef | None]:
-    """Run ``gumbelkit.apps.<app>.train.quick_run`` if the application offers one.
+def load_showcase(results: Path | None, app: str) -> dict[str, Any] | None:
+    """``results/<app>/showcase.json`` (the application's committed headline run), if present.
 
-    Its outputs go to a temporary directory; the key figure is copied into the report.
+    The file holds ``summary``, ``train_command``, ``headline`` (rows with ``metric``, ``ours``,
+    ``published``, ``published_source``) and optionally ``figure``; see docs/applications.md.
     """
-    try:
-        train: Any = importlib.import_module(f"gumbelkit.apps.{app}.train")
-    except ImportError:
-        return {"ran": False, "why": "no train module"}, None
-    if not hasattr(train, "quick_run"):
-        return {"ran": False, "why": "the application has no quick_run"}, None
-    if not ctx.sizes.run_apps:
-        return {"ran": False, "why": "skipped in --quick mode (takes more than a few seconds)"}, None
-    t0 = time.perf_counter()
-    # An application is optional to the tour: if its run fails, the report says so (and why)
-    # instead of losing the six other sections.
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"gumbelkit-tour-{app}-") as tmp:
-            result = train.quick_run(tmp, seed=ctx.seed)
-            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
-            name = f"s7_{app}_{Path(result.figure).stem}"
-            shutil.copyfile(result.figure, ctx.fig_dir / f"{name}.png")
-    except Exception as exc:  # reported in the page, in results.json and on stderr
-        why = f"quick run failed: {type(exc).__name__}: {exc}"
-        print(f"gumbelkit tour: warning: {app} {why}", file=sys.stderr)
-        return {"ran": False, "why": why}, None
-    keep = ("app", "estimator", "latent_vars", "categories", "steps", "epochs", "final_tau",
-            "binarization", "test", "valid")  # not the temporary paths, config or environment
-    summary = {k: v for k, v in result.results.items() if k in keep}
-    return {"ran": True, "seconds": time.perf_counter() - t0, "results": summary}, FigureRef(
-        name=name, path=f"figures/{name}.png", caption="")
+    if results is None:
+        return None
+    path = results / app / "showcase.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_dir"] = str(path.parent)
+    return data
 
 
-def _has_vae_numbers(r: dict[str, Any]) -> bool:
-    test = r.get("test", {})
-    return all(k in r for k in ("steps", "estimator")) and all(
-        k in test for k in ("neg_elbo", "iw_nll", "iw_samples"))
+def _showcase_figure(ctx: TourContext, app: str, showcase: dict[str, Any]) -> FigureRef | None:
+    """Draw the showcase's figure from its committed arrays (``image_rows``) or copy its PNG."""
+    spec = showcase.get("figure")
+    if not spec:
+        return None
+    folder = Path(showcase["_dir"])
+    name = f"s7_{app}_showcase"
+    caption = f"{spec.get('caption', '')} From the committed run ({showcase['summary']}), not retrained by the tour."
+    if spec.get("kind") == "image_rows":
+        with np.load(folder / spec["file"]) as arrays:
+            rows = [arrays[key] for key in spec["rows"].values()]
+        fig = plotting.figure(0.62 * len(rows[0]) + 1.2, 0.75 * len(rows) + 0.3)
+        plotting.image_rows(fig, rows, list(spec["rows"]))
+        return ctx.save_figure(fig, name, caption)
+    if spec.get("png"):
+        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / spec["png"], ctx.fig_dir / f"{name}.png")
+        return FigureRef(name=name, path=f"figures/{name}.png", caption=caption)
+    return None
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else fmt(float(v))
 
 
 def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore[no-untyped-def]
@@ -132,42 +134,31 @@ def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore
 
 
 def run(ctx: TourContext) -> Section:
-    """The four use cases, the applications that exist, and the quick runs they offer."""
+    """The four use cases, the applications that exist, and their committed headline results."""
     bar = ctx.bar(f"7 {TITLE}", total=2)
     apps = {uc.key: registered_app(uc) for uc in USE_CASES}
-    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    fig = plotting.figure(10, 4.4)
     axes = fig.subplots(len(USE_CASES), 1)
     for ax, uc in zip(axes, USE_CASES, strict=True):
         _draw_chain(ax, uc.chain, uc.title)
     figures = [ctx.save_figure(fig, "s7_use_cases", "Where the Gumbel step (orange) sits in each of the four use cases.")]
     bar.update()
 
-    runs: dict[str, dict[str, Any]] = {}
+    showcases: dict[str, dict[str, Any]] = {}
     table: list[tuple[str, str]] = []
     for uc in USE_CASES:
         app = apps[uc.key]
-        if app is None:
+        showcase = None if app is None else load_showcase(ctx.results, app)
+        if app is None or showcase is None:
             continue
-        info, ref = _run_quick_app(ctx, app)
-        runs[uc.key] = info
-        if ref is not None and uc.key == "vae" and _has_vae_numbers(info["results"]):
-            t = info["results"]["test"]
-            figures.append(FigureRef(ref.name, ref.path, (
-                f"gumbelkit train vae --quick, run by this tour: test images (top) and their "
-                f"reconstructions through the discrete code after only {info['results']['steps']} "
-                f"steps (test -ELBO {t['neg_elbo']:.1f} nats); a short run, far from the full "
-                "training, so expect blurry digits.")))
-            table += [
-                (f"VAE quick run ({info['results']['steps']} steps, estimator {info['results']['estimator']}): test -ELBO",
-                 f"{fmt(t['neg_elbo'])} nats"),
-                (f"VAE quick run: importance-weighted bound on -log p(x), m = {t['iw_samples']}",
-                 f"{fmt(t['iw_nll'])} nats"),
-                ("VAE quick run: wall time", f"{info['seconds']:.1f} s"),
-                ("reference (not from this run): Jang et al. Table 1, Gumbel-Softmax, full training",
-                 f"{REFERENCE_JANG_GS_NEG_ELBO} nats"),
-            ]
-        elif ref is not None:
-            figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
+        ref = _showcase_figure(ctx, app, showcase)
+        if ref is not None:
+            figures.append(ref)
+        showcases[uc.key] = {k: v for k, v in showcase.items() if not k.startswith("_") and k != "config"}
+        for row in showcase.get("headline", []):
+            published = "" if row.get("published") is None else (
+                f"; published {_num(row['published'])} ({row.get('published_source') or 'source not given'})")
+            table.append((f"{uc.title}: {row['metric']}", f"{_num(row['ours'])}{published}"))
     bar.update()
     bar.close()
 
@@ -178,27 +169,24 @@ def run(ctx: TourContext) -> Section:
             how = "This project's application for it is not available yet."
         else:
             how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
-            if runs.get(uc.key, {}).get("why") != "the application has no quick_run":
-                how += f" <code>gumbelkit train {app} --quick</code> is a short run."
-            if str(runs.get(uc.key, {}).get("why", "")).startswith("quick run failed"):
-                how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
-            if runs.get(uc.key, {}).get("ran"):
-                how += " The tour ran its quick mode; the figure is below."
+            sc = showcases.get(uc.key)
+            if sc is not None:
+                how += (f" The committed run below ({html.escape(sc['summary'])}) came from "
+                        f"<code>{html.escape(sc['train_command'])}</code>.")
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
     numbers = {
         "applications": {uc.key: {"available": apps[uc.key] is not None,
                                   "command": None if apps[uc.key] is None else f"gumbelkit train {apps[uc.key]}"}
                          for uc in USE_CASES},
-        "runs": runs,
-        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
+        "showcases": showcases,
     }
     table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
              for uc in USE_CASES] + table
     n_av = sum(a is not None for a in apps.values())
-    ran = [k for k, v in runs.items() if v.get("ran")]
+    shown = list(showcases)
     return Section(
         number=7, key="use_cases", title=TITLE, paragraphs=paragraphs, figures=figures,
         numbers=numbers, table=table, html_paragraphs=True,
         headline=f"{n_av} of {len(USE_CASES)} applications available"
-        + (f"; ran {', '.join(ran)} quick" if ran else ""),
+        + (f"; committed results of {', '.join(shown)}" if shown else ""),
     )
