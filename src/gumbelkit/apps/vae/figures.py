@@ -64,7 +64,7 @@ def reconstruction_arrays(model: CategoricalVAE, x: torch.Tensor, generator: tor
     """Inputs ``(N, 28, 28)``, decoder means ``(N, 28, 28)`` given one-hot z ~ q(z|x), codes ``(N, L)``."""
     s = gumbelkit.gumbel_softmax_sample(model.encode(x), 1.0, generator=generator)
     rec = torch.sigmoid(model.decode(s.hard))
-    return _images(x.cpu().numpy()), _images(rec.cpu().numpy()), s.index.cpu().numpy()
+    return _images(x.cpu().numpy()), _images(rec.cpu().numpy()), s.hard.argmax(-1).cpu().numpy()
 
 
 def draw_reconstructions(inputs: np.ndarray, outputs: np.ndarray, path: Path, *, title: str | None = None) -> None:
