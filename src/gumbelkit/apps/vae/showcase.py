@@ -79,8 +79,10 @@ def _first_of_each_class(labels: torch.Tensor) -> list[int]:
 
 
 def export(run_dir: str | Path, out: str | Path = DEFAULT_OUT, *, overwrite: bool = False,
-           seed: int = 0) -> dict[str, Any]:
+           seed: int = 0, train_commit: str | None = None) -> dict[str, Any]:
     """Write the showcase of the run in ``run_dir`` into ``out``; returns ``showcase.json``'s content.
+
+    ``train_commit`` is the git commit the run trained at, when it differs from the current one.
 
     Raises:
         FileExistsError: ``out/showcase.json`` exists and ``overwrite`` is false.
@@ -124,6 +126,7 @@ def export(run_dir: str | Path, out: str | Path = DEFAULT_OUT, *, overwrite: boo
         "train_command": training_command(config),
         "showcase_command": f"python -m gumbelkit.apps.vae.showcase {run_dir}",
         "git_commit": _git_commit(),
+        "train_git_commit": train_commit or _git_commit(),
         "headline": [
             {"metric": "test -ELBO (nats, lower is better)", "ours": test["neg_elbo"],
              "published": published,
@@ -156,9 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing showcase.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent sample (default: 0)")
+    p.add_argument("--train-commit", default=None, metavar="HASH",
+                   help="the git commit the run trained at (default: the current one)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        showcase = export(args.run_dir, args.out, overwrite=args.overwrite, seed=args.seed)
+        showcase = export(args.run_dir, args.out, overwrite=args.overwrite, seed=args.seed,
+                          train_commit=args.train_commit)
     except (FileExistsError, FileNotFoundError) as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
