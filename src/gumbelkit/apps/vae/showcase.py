@@ -8,6 +8,7 @@ z ~ q(z|x), and writes into ``results/vae/``:
 * ``reconstructions.npz``: ``inputs`` and ``reconstructions`` (10, 28, 28) float32 (decoder
   means), ``codes`` (10, L) the sampled classes, ``test_index`` and ``labels`` (10,);
 * ``reconstructions.png``: inputs over reconstructions, drawn with the shared plotting style;
+* ``figures/showcase_{curves,code_usage,prior_samples}.png``: the run's own figures, copied;
 * ``showcase.json``: the commands, the git commit, the run's test numbers next to the published
   one, and the figure's description. ``gumbelkit tour`` reads this file and the arrays; it does not
   retrain anything.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -118,6 +120,13 @@ def export(run_dir: str | Path, out: str | Path = DEFAULT_OUT, *, overwrite: boo
     title = (f"{est}, {results['latent_vars']} x {results['categories']}, {epochs:g} epochs: "
              f"test -ELBO {test['neg_elbo']:.2f} nats")
     figures.draw_reconstructions(inputs, recs, out / "reconstructions.png", title=title)
+    copied = {}
+    for name in ("curves", "code_usage", "prior_samples"):
+        src = run_dir / "figures" / f"{name}.png"
+        if src.exists():
+            (out / "figures").mkdir(exist_ok=True)
+            copied[name] = f"figures/showcase_{name}.png"
+            shutil.copyfile(src, out / copied[name])
     published = PUBLISHED_NEG_ELBO.get(est)
     showcase = {
         "app": "vae",
@@ -142,6 +151,7 @@ def export(run_dir: str | Path, out: str | Path = DEFAULT_OUT, *, overwrite: boo
             "caption": "The first test image of each digit (top) and its reconstruction (bottom): the "
                        "decoder's mean given one one-hot code z ~ q(z|x) per image.",
         },
+        "run_figures": copied,
         "run": {k: results[k] for k in ("estimator", "latent_vars", "categories", "steps", "epochs",
                                         "final_tau", "binarization", "test", "valid") if k in results},
         "config": config,
