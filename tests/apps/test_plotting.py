@@ -13,7 +13,7 @@ from gumbelkit.apps import plotting
 
 
 def test_every_registered_estimator_has_its_own_colour_and_a_marker() -> None:
-    names = estimators.names()
+    names = estimators.estimator_names()
     styles = [plotting.estimator_style(n) for n in names]
     colours = [s["color"] for s in styles]
     assert len(set(colours)) == len(names), dict(zip(names, colours, strict=True))

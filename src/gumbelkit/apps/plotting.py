@@ -50,7 +50,7 @@ DPI = 200
 #: Base font size (points) of titles, labels and legends.
 FONT = 8.5
 
-#: Colour, marker and line style per registered estimator (``gumbelkit.estimators.names()``).
+#: Colour, marker and line style per registered estimator (``gumbelkit.estimators.estimator_names()``).
 #: ``st_gs`` and ``gumbel_rao`` have the same expected gradient (Rao-Blackwellisation keeps the
 #: mean), so their bias and cosine curves coincide: ``st_gs`` is drawn solid with filled markers
 #: and ``gumbel_rao`` dashed with open markers on top, so that both stay visible.
