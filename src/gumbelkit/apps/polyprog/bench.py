@@ -48,8 +48,6 @@ COMMITTED = Path("results/estimators")  # where the committed tables live (regen
 POLY_ESTIMATORS = ("st", "st_gs", "gumbel_rao", "gst", "reinmax", "gs", "reinforce")
 POLY_P = (1.5, 2.0, 3.0)
 POLY_TARGET = 0.45
-#: measured by the project's reference run (../shared/REFERENCES.md), p = 2, 3 seeds
-POLY_REFERENCE_P2 = {"reinmax": 0.2037, "st_gs": 0.2431, "st": 0.2475}
 
 
 def _env() -> dict[str, Any]:
@@ -184,7 +182,6 @@ def run_polyprog(
             "noise_seed": noise_seed,
             "reported": "mean training loss over the last epoch, evaluated at the exact (hard) sample",
         },
-        "reference_p2": POLY_REFERENCE_P2,
         "results": rows,
         "env": _env(),
     }
@@ -223,8 +220,8 @@ def _poly_markdown(payload: dict[str, Any]) -> str:
         f"and its gap to the exact optimum 0.45^p. Gumbel-Rao k = {pr['gumbel_rao_k']}; "
         f"reinforce = score function with a leave-one-out baseline over the {pr['reinforce_samples']} batch samples.",
         "",
-        "| estimator | seeds | " + " | ".join(f"p = {p}" for p in ps) + " | reference run, p = 2 |",
-        "|---|---|" + "---|" * len(ps) + "---|",
+        "| estimator | seeds | " + " | ".join(f"p = {p}" for p in ps) + " |",
+        "|---|---|" + "---|" * len(ps),
     ]
     for n in names:
         cells = []
@@ -233,14 +230,14 @@ def _poly_markdown(payload: dict[str, Any]) -> str:
             cells.append(
                 "-" if r is None else f"{r['final_loss_mean']:.4f} +- {r['final_loss_std']:.1g} ({r['gap_pct']:+.1f}%)"
             )
-        ref = payload["reference_p2"].get(n)
         seeds = sorted({r["seeds"] for r in payload["results"] if r["estimator"] == n})
         label = n + "".join(f" {k}={v}" for k, v in by_opts(payload, n).items())
-        lines.append(f"| {label} | {'/'.join(map(str, seeds))} | " + " | ".join(cells) + f" | {ref if ref is not None else '-'} |")
-    lines.append("| exact optimum 0.45^p | | " + " | ".join(f"{POLY_TARGET ** p:.4f}" for p in ps) + " | 0.2025 |")
+        lines.append(f"| {label} | {'/'.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    lines.append("| exact optimum 0.45^p | | " + " | ".join(f"{POLY_TARGET ** p:.4f}" for p in ps) + " |")
     lines += [
         "",
-        "Reference run: ../shared/REFERENCES.md (p = 2, 3 seeds). Regenerate: "
+        "Protocol of Liu et al., *Bridging Discrete and Backpropagation: Straight-Through and Beyond*, "
+        "NeurIPS 2023, Sec. 6.1. Regenerate: "
         f"`gumbelkit estimators polyprog --out {COMMITTED} --overwrite` runs the full protocol (10 seeds, "
         "every p) in one command; "
         "rows with other seed counts come from separate runs merged into the same JSON: "
@@ -301,6 +298,40 @@ def run_qp(
         "results": [{k: v for k, v in r.items() if k != "mean_grad"} | {"mean_grad": r["mean_grad"]} for r in rows],
         "env": _env(),
     }
+
+
+def qp_figure(payload: dict[str, Any], path: Path) -> Path:
+    """Bias, variance and MSE against tau, one line per estimator, in the shared plotting style.
+
+    ``gumbel_rao(k=1)`` is ST-GS on the same noise, bit for bit: it is drawn dashed with open
+    markers over the solid ``st_gs`` line so that both stay visible.
+    """
+    from gumbelkit.apps import plotting
+
+    rows = payload["results"]
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    reds = {"1": "#fc9272", "10": "#de2d26", "100": "#67000d"}
+    fig = plotting.figure(11, 3.9)
+    axes = fig.subplots(1, 3)
+    for ax, (metric, title) in zip(axes, (("bias_norm", "bias |E[g] - grad|"), ("variance", "variance (trace)"),
+                                          ("mse", "mean squared error")), strict=True):
+        for lab in labels:
+            pts = sorted((r["tau"], r[metric]) for r in rows if r["label"] == lab)
+            style = plotting.estimator_style(lab)
+            k = lab.partition("k=")[2].rstrip(")")
+            if k:
+                style = {**style, "color": reds.get(k, style["color"])}
+                if k != "1":
+                    style.update(linestyle="-", markerfacecolor=style["color"])
+            shown = f"{lab} (= st_gs on the same noise)" if k == "1" else lab
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=shown, ms=4, **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tau (log scale)")
+        ax.set_title(title)
+        plotting.style_axes(ax)
+    plotting.legend_outside(fig, [axes[0]], where="below", ncols=4)
+    return plotting.save(fig, path)
 
 
 def _qp_markdown(payload: dict[str, Any]) -> str:
@@ -474,6 +505,7 @@ def _parser() -> argparse.ArgumentParser:
     common(qp)
     qp.add_argument("--draws", type=_positive_int, default=20000, help="gradient draws per (estimator, tau) cell")
     qp.add_argument("--taus", default="0.1,0.25,0.5,1,2,5", help="comma-separated temperatures")
+    qp.add_argument("--render", action="store_true", help="only re-render qp.md and qp.png from qp.json in --out")
 
     ex = sub.add_parser("exact", help="exact-gradient comparison on a synthetic 8x4 decoder", formatter_class=fmt,
                         description="Every estimator against the exact gradient (enumeration) of a synthetic "
@@ -547,6 +579,10 @@ def _run(args: argparse.Namespace) -> int:
             _write(args.out, "polyprog", payload, _poly_markdown(payload))
         finally:
             os.close(fd)
+    elif args.bench == "qp" and args.render:
+        payload = json.loads((args.out / "qp.json").read_text())
+        (args.out / "qp.md").write_text(_qp_markdown(payload))
+        print(f"wrote {args.out / 'qp.md'} and {qp_figure(payload, args.out / 'qp.png')}")
     elif args.bench == "qp":
         taus = [float(x) for x in args.taus.split(",") if x]
         if args.quick:
@@ -555,11 +591,7 @@ def _run(args: argparse.Namespace) -> int:
             payload = run_qp(taus=taus, n_draws=args.draws)
         payload["quick"] = bool(args.quick)
         _write(args.out, "qp", payload, _qp_markdown(payload))
-        import gumbelkit.diagnostics as D
-
-        fig = D.plot(payload["results"], ("bias_norm", "variance", "mse"))
-        fig.savefig(args.out / "qp.png", dpi=110)
-        print(f"wrote {args.out / 'qp.png'}")
+        print(f"wrote {qp_figure(payload, args.out / 'qp.png')}")
     else:
         if args.quick:
             payload = run_exact(n_vars=3, n_cats=3, n_draws=50, tau=args.tau)
