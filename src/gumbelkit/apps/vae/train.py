@@ -60,7 +60,7 @@ from gumbelkit.schedules import (
     schedule_names,
 )
 
-__all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "config_command", "learning_rate", "main", "quick_run"]
+__all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "config_command", "learning_rate", "main", "make_adam", "quick_run"]
 
 PROG = "gumbelkit train vae"
 
@@ -165,6 +165,15 @@ def learning_rate(config: VAEConfig, step: int) -> float:
     return config.lr * config.lr_decay ** (step // config.lr_decay_every)
 
 
+def make_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused (single-kernel) update where the device has one (CPU, CUDA).
+
+    The same update formula as torch's default per-parameter loop (results agree to float32
+    rounding); ``benchmarks/vae_step.py`` measures the difference in time per training step.
+    """
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 def config_command(config: VAEConfig) -> list[str]:
     """``gumbelkit train vae`` with every option that differs from its default: reruns ``config``."""
     words = ["gumbelkit", "train", "vae"]
@@ -203,10 +212,7 @@ class VAETask(Task):
         return len(self.train_x)
 
     def make_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
-        """Adam with the fused (single-kernel) update: the same formula as the default loop over
-        parameters, measured 3-6x faster per step on one CPU thread (benchmarks/vae_step.py)."""
-        fused = self.device.type in ("cpu", "cuda")  # the devices with a fused Adam kernel
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+        self.optimizer = make_adam(self.model.parameters(), config.lr, self.device)
         return self.optimizer
 
     def get_batch(self, indices: torch.Tensor, ctx: StepContext) -> torch.Tensor:
