@@ -157,9 +157,9 @@ def run_polyprog(
                 def f1(h: torch.Tensor) -> torch.Tensor:  # (M, P, S, L, 2) -> (M, P, S)
                     return _poly_loss(h[..., 0], pt.squeeze(-1))
 
-                out = E.indecater(theta, f1, 1, generator=gen)
-                loss = out.loss.sum()
-                reported = out.values.detach().mean(dim=0)  # (P, S): the one sample's loss
+                ind = E.indecater(theta, f1, 1, generator=gen)
+                loss = ind.loss.sum()
+                reported = ind.values.detach().mean(dim=0)  # (P, S): the one sample's loss
             elif name == "reinforce":
 
                 def f(h: torch.Tensor) -> torch.Tensor:  # (B, P, S, L, 2) -> (B, P, S)
