@@ -255,7 +255,7 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
     from gumbelkit.apps.data.mnist import mnist_splits
     from gumbelkit.apps.provenance import provenance
     from gumbelkit.apps.training import load_checkpoint
-    from gumbelkit.apps.vae.gradients import encoder_gradient_stats
+    from gumbelkit.apps.vae.gradients import encoder_gradient_stats, reference_gradient
     from gumbelkit.apps.vae.model import CategoricalVAE
     from gumbelkit.apps.vae.train import VAEConfig
 
@@ -266,12 +266,13 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
     model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
     x = mnist_splits(cfg.data_dir or None, binarization=cfg.binarization).valid[: args.images]
     rows = []
+    ref = reference_gradient(model, x, n_reference=args.reference, generator=torch.Generator().manual_seed(args.seed))
     for est in args.estimators:
         for tau in args.taus:
             if est == "reinmax" and tau < 1:
                 continue
-            st = encoder_gradient_stats(model, x, est, tau, n_draws=args.draws, n_reference=args.reference,
-                                        generator=torch.Generator().manual_seed(args.seed))
+            st = encoder_gradient_stats(model, x, est, tau, n_draws=args.draws, reference=ref,
+                                        generator=torch.Generator().manual_seed(args.seed + 1))
             rows.append({"estimator": est, "tau": tau, **st})
             print(f"{est} tau={tau}: rel bias^2 {st['grad_rel_bias2_unbiased']:.3f}  cos {st['grad_cos']:.3f}  "
                   f"rel var {st['grad_rel_var']:.3f}", flush=True)

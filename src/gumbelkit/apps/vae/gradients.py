@@ -27,7 +27,7 @@ from torch import Tensor
 from gumbelkit import estimators
 from gumbelkit.apps.vae.model import CategoricalVAE
 
-__all__ = ["MAX_ENUMERATION", "encoder_gradient_stats", "exact_recon_gradient", "recon_per_example"]
+__all__ = ["MAX_ENUMERATION", "encoder_gradient_stats", "exact_recon_gradient", "recon_per_example", "reference_gradient"]
 
 #: enumerate the latent configurations up to this many (C^L)
 MAX_ENUMERATION = 2**16
@@ -78,9 +78,26 @@ def _draws(model: CategoricalVAE, x: Tensor, logits: Tensor, estimator: str, tau
     return g
 
 
+def reference_gradient(model: CategoricalVAE, x: Tensor, *, n_reference: int = 64,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The true ``dR/dlogits`` ``(B, L, C)`` (exact, or IndeCateR's mean) and its relative standard error ``(B,)``."""
+    gen = generator if generator is not None else torch.Generator(device=x.device).manual_seed(0)
+    with torch.no_grad():
+        logits = model.encode(x)  # (B, L, C)
+    _, latent, cats = logits.shape
+    if cats**latent <= MAX_ENUMERATION:
+        _, true = exact_recon_gradient(model, x, logits)
+        return true, torch.zeros(x.shape[0], dtype=true.dtype, device=true.device)
+    ref = _draws(model, x, logits, "indecater", 1.0, n_reference, gen, {})
+    true = ref.mean(0)
+    floor = (ref.var(0).sum((-2, -1)) / n_reference).sqrt() / true.norm(dim=(-2, -1)).clamp_min(1e-30)
+    return true, floor
+
+
 def encoder_gradient_stats(model: CategoricalVAE, x: Tensor, estimator: str, tau: float, *, n_draws: int = 64,
                            n_reference: int = 64, generator: torch.Generator | None = None,
-                           options: dict[str, Any] | None = None) -> dict[str, float]:
+                           options: dict[str, Any] | None = None,
+                           reference: tuple[Tensor, Tensor] | None = None) -> dict[str, float]:
     """Bias, cosine and variance of ``estimator``'s encoder-logit gradient of the reconstruction term.
 
     Args:
@@ -92,6 +109,8 @@ def encoder_gradient_stats(model: CategoricalVAE, x: Tensor, estimator: str, tau
         n_reference: IndeCateR samples per image for the reference when enumeration is too big.
         generator: random source.
         options: estimator options.
+        reference: a precomputed ``(true_gradient (B, L, C), relative_floor (B,))`` from
+            :func:`reference_gradient` for the same model and images (reused across estimators).
 
     Returns:
         ``grad_rel_bias`` (|mean - true| / |true|, averaged over images), ``grad_cos`` (cosine of
@@ -107,15 +126,9 @@ def encoder_gradient_stats(model: CategoricalVAE, x: Tensor, estimator: str, tau
     with torch.no_grad():
         logits = model.encode(x)  # (B, L, C)
     _, latent, cats = logits.shape
-    if cats**latent <= MAX_ENUMERATION:
-        _, true = exact_recon_gradient(model, x, logits)
-        floor = torch.zeros(x.shape[0], dtype=true.dtype, device=true.device)
-        exact = 1.0
-    else:
-        ref = _draws(model, x, logits, "indecater", 1.0, n_reference, gen, {})
-        true = ref.mean(0)
-        floor = (ref.var(0).sum((-2, -1)) / n_reference).sqrt() / true.norm(dim=(-2, -1)).clamp_min(1e-30)
-        exact = 0.0
+    exact = 1.0 if cats**latent <= MAX_ENUMERATION else 0.0
+    true, floor = reference if reference is not None else reference_gradient(model, x, n_reference=n_reference,
+                                                                             generator=gen)
     g = _draws(model, x, logits, estimator, tau, n_draws, gen, opts)  # (n, B, L, C)
     mean = g.mean(0)
     tn = true.norm(dim=(-2, -1)).clamp_min(1e-30)  # (B,)
