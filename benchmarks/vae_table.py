@@ -280,6 +280,7 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
                "images": args.images, "draws": args.draws, "reference_samples": args.reference, "rows": rows,
                "provenance": provenance()}
     out = Path(args.results) / f"st_bias_{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
