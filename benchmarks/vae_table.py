@@ -17,6 +17,7 @@ vae`` command) to ``results/vae/<setup>/runs/<variant>_seed<k>.json``. ``render`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -276,7 +277,10 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
             rows.append({"estimator": est, "tau": tau, **st})
             print(f"{est} tau={tau}: rel bias^2 {st['grad_rel_bias2_unbiased']:.3f}  cos {st['grad_cos']:.3f}  "
                   f"rel var {st['grad_rel_var']:.3f}", flush=True)
+    run_results = run / "results.json"
     payload = {"run_dir": str(run), "checkpoint_step": load_checkpoint(run / "checkpoint.pt")["step"],
+               "run_provenance": json.loads(run_results.read_text()).get("provenance") if run_results.exists() else None,
+               "run_config": dataclasses.asdict(cfg),
                "images": args.images, "draws": args.draws, "reference_samples": args.reference, "rows": rows,
                "provenance": provenance()}
     out = Path(args.results) / f"st_bias_{args.name}.json"
