@@ -5,6 +5,7 @@
     python benchmarks/vae_table.py render                               # tables from the results JSON
     python benchmarks/vae_table.py anneal --epochs 20                   # fixed tau vs annealed (GS, ST-GS)
     python benchmarks/vae_table.py st-bias --run-dir runs/vae-table/main/st/seed0   # ST's bias vs tau
+    python benchmarks/vae_table.py collect --name st_study runs/stinv/*            # keep a study's runs
 
 ``run`` trains each (variant, seed) in ``<runs>/<setup>/<variant>/seed<k>/`` with ``--resume`` and
 copies its ``results.json`` (which records the git commit and the equivalent ``gumbelkit train
@@ -195,6 +196,46 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- study
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Copy finished runs (results + validation curve) into ``results/vae/<name>/`` and tabulate them."""
+    from gumbelkit.apps.training import read_metrics
+
+    dest = Path(args.results) / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for run in args.run_dirs:
+        run = Path(run)
+        if not (run / "results.json").exists():
+            print(f"skipping {run}: no results.json (unfinished?)", file=sys.stderr)
+            continue
+        payload = {"run": run.name, "results": json.loads((run / "results.json").read_text()),
+                   "valid_curve": [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "valid"],
+                   "collect_command": "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])}
+        (dest / f"{run.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return render_study(dest)
+
+
+def render_study(dest: Path) -> int:
+    rows = [json.loads(p.read_text()) for p in sorted(dest.glob("*.json")) if p.name != "table.json"]
+    if not rows:
+        return 1
+    lines = ["| run | estimator | schedule (tau0 -> final) | lr (decay) | epochs | valid -ELBO along training (step: nats) "
+             "| test -ELBO | test -log p(x) bound | commit |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["results"]["test"]["neg_elbo"]):
+        res, cfg = r["results"], r["results"]["config"]
+        curve = ", ".join([f"{c['step'] // 1000}k: {c['neg_elbo']:.1f}" for c in r["valid_curve"] if c["step"] % 5000 == 0]
+                          + [f"{res['steps'] // 1000}k: {res['valid']['neg_elbo']:.1f}"])
+        lr = f"{cfg['lr']:g}" + (f" (x{cfg['lr_decay']:g} / {cfg['lr_decay_every']})" if cfg.get("lr_decay", 1.0) != 1.0 else "")
+        commit = ((res.get("provenance") or {}).get("git") or {}).get("commit") or "unrecorded"
+        lines.append(f"| {r['run']} | {res['estimator']} | {cfg['schedule']} ({cfg['tau0']:g} -> {res['final_tau']:.3g}) | {lr} | "
+                     f"{res['epochs']:g} | {curve} | {res['test']['neg_elbo']:.2f} | {res['test']['iw_nll']:.2f} "
+                     f"(m = {res['test']['iw_samples']}) | {commit[:10]} |")
+    (dest / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- anneal
 
 ANNEAL_SCHEDULES: dict[str, list[str]] = {
@@ -316,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--iw-samples", type=int, default=10)
     a.add_argument("--grad-images", type=int, default=20)
     a.add_argument("--grad-draws", type=int, default=32)
+    c = sub.add_parser("collect", help="copy finished runs into results/vae/<name>/ and tabulate them", formatter_class=fmt)
+    c.add_argument("--name", required=True)
+    c.add_argument("run_dirs", nargs="+")
     b = sub.add_parser("st-bias", help="ST's encoder-gradient bias vs tau on a trained checkpoint", formatter_class=fmt)
     b.add_argument("--run-dir", required=True)
     b.add_argument("--name", default="st")
@@ -326,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--reference", type=int, default=64, help="IndeCateR samples per image for the reference")
     b.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    return {"run": cmd_run, "render": cmd_render, "anneal": cmd_anneal, "st-bias": cmd_st_bias}[args.cmd](args)
+    return {"run": cmd_run, "render": cmd_render, "anneal": cmd_anneal, "st-bias": cmd_st_bias,
+            "collect": cmd_collect}[args.cmd](args)
 
 
 if __name__ == "__main__":
