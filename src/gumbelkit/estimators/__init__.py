@@ -65,7 +65,7 @@ from gumbelkit.estimators.bernoulli import bernoulli_names, logistic_noise, samp
 from gumbelkit.estimators.decoupled_st import decoupled_st
 from gumbelkit.estimators.gs import gs
 from gumbelkit.estimators.gst import check_gap, gst
-from gumbelkit.estimators.gumbel_rao import conditional_gumbel, gumbel_rao
+from gumbelkit.estimators.gumbel_rao import gumbel_rao
 from gumbelkit.estimators.indecater import IndeCateRSample, indecater
 from gumbelkit.estimators.reinforce import ReinforceSample, reinforce_loo
 from gumbelkit.estimators.reinmax import reinmax
@@ -80,7 +80,6 @@ __all__ = [
     "ReinforceLOO",
     "ReinforceSample",
     "bernoulli_names",
-    "conditional_gumbel",
     "decoupled_st",
     "estimator_names",
     "get_estimator",

@@ -33,19 +33,42 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from gumbelkit._autograd import MixtureST
 from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import (
-    EstimatorSample,
-    draw_gumbel,
-    mixed_softmax_st,
-    prepare,
-    shifted,
-)
+from gumbelkit.estimators._common import EstimatorSample, preamble
 
 __all__ = ["decoupled_st"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One term: softmax((x + tau_b g) / tau_b) = softmax(x / tau_b + g), or softmax(x / tau_b)
+    without the noise (see :class:`gumbelkit._autograd.MixturePlan`); ``aux`` is ``(g,)``."""
+
+    tb: float
+    noisy: bool
+    components: int = 1
+
+    def tau(self, m: int) -> float:
+        return self.tb
+
+    def c_hard(self, m: int) -> float:
+        return 1.0
+
+    def c_soft(self, m: int) -> float:
+        return 1.0
+
+    def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor | None:
+        if not self.noisy:
+            return None
+        # the constant a = tau_b * g; 0 where the logit is masked, so -inf stays -inf
+        zero = torch.zeros((), dtype=xs.dtype, device=xs.device)
+        return torch.where(torch.isneginf(xs), zero, self.tb * aux[0].to(xs.dtype)).unsqueeze(0)
 
 
 def decoupled_st(
@@ -90,20 +113,19 @@ def decoupled_st(
         >>> s.hard.sum().item()
         4.0
     """
-    tb = check_tau(tau, scalar=True, owner="decoupled_st")
     tf = check_tau(tau_forward, "tau_forward", scalar=True, owner="decoupled_st")
     if not isinstance(backward_noise, bool):
         raise ValueError(f"backward_noise must be True or False, got {backward_noise!r}")
-    d = prepare(logits, dim)
-    g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K) compute dtype
-    x = logits.movedim(d, -1)  # (*, K)
-    xs = shifted(x.detach().to(g.dtype))  # (*, K), max 0: xs / tau_f cannot overflow upwards
-    index = (xs / tf + g).argmax(dim=-1)  # (*,) an exact Cat(softmax(logits / tau_f)) sample
-    shifts = None
-    if backward_noise:
-        # softmax(l / tau_b + g) = softmax((l + a) / tau_b) with the constant a = tau_b * g
-        # (0 where the logit is masked, so -inf stays -inf)
-        shifts = torch.where(torch.isneginf(xs), torch.zeros((), dtype=g.dtype, device=g.device), tb * g).unsqueeze(0)
-    hard, soft = mixed_softmax_st(x, index, shifts, (tb,), (1.0,), (1.0,))
-    hard = hard.movedim(-1, d)
-    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)
+    p = preamble(logits, tau, dim, noise, generator, owner="decoupled_st")
+    xs = p.x.detach().to(p.z.dtype)
+    xs = xs - xs.amax(dim=-1, keepdim=True)  # (*, K), max 0: xs / tau_f cannot overflow upwards
+    finite = torch.isfinite(xs)
+    # the draw's Gumbel noise up to a per-slice constant (z is l + G shifted by a per-slice
+    # constant), which changes neither the argmax below nor the backward softmax
+    g = torch.where(finite, p.z - xs, torch.zeros((), dtype=xs.dtype, device=xs.device))  # (*, K)
+    # an exact Cat(softmax(logits / tau_f)) sample from the same draw (tau_f = 1: the preamble's)
+    index = p.indices if tf == 1.0 else torch.where(finite, xs / tf + g, xs).argmax(dim=-1)  # (*,)
+    hard, soft = MixtureST.apply(p.x, index, _Plan(p.tau, backward_noise), g)
+    hard = hard.movedim(-1, p.dim)
+    return EstimatorSample(hard, hard, soft.movedim(-1, p.dim), index)
+

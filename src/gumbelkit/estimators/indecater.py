@@ -33,8 +33,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit.estimators._common import compute_dtype, one_hot, prepare
-from gumbelkit.noise import gumbel_noise
+from gumbelkit._kernels import one_hot
+from gumbelkit._validation import (
+    check_categories,
+    check_dim,
+    check_float_tensor,
+    check_valid,
+    compute_dtype,
+)
+from gumbelkit.noise import perturb
 
 __all__ = ["IndeCateRSample", "indecater"]
 
@@ -106,14 +113,22 @@ def indecater(
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     if not callable(f):
         raise ValueError(f"f must be a callable mapping one-hot samples to values, got {type(f).__name__}")
-    d = prepare(logits, dim)
+    check_float_tensor(logits, "logits")
+    d = check_dim(logits, dim)
+    check_categories(logits, d)
     cdt = compute_dtype(logits.dtype)
     n = n_samples
     x = logits.movedim(d, -1)  # (*B, K)
     batch, k = tuple(x.shape[:-1]), x.shape[-1]
-    g = gumbel_noise((n, *logits.shape), dtype=cdt, device=logits.device, generator=generator)
-    index = (x.detach().to(cdt).unsqueeze(0) + g.movedim(d + 1, -1)).argmax(dim=-1)  # (n, *B)
-    hard = one_hot(index, k, logits.dtype).movedim(-1, d + 1)  # (n, *logits.shape)
+    rep = logits.detach().unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
+    p = perturb(rep, d + 1, generator=generator, want_index=True, values=False)  # n Gumbel-Max draws
+    check_valid(p.ok, logits, d)
+    if p.indices is not None:
+        index = p.indices  # (n, *B)
+    else:
+        assert p.z is not None
+        index = p.z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
+    hard = one_hot(index, rep.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *logits.shape)
     values = f(hard)
     if not isinstance(values, Tensor) or values.ndim < 1 or values.shape[0] != n or (
         tuple(values.shape[1:]) != batch[: values.ndim - 1]
@@ -137,8 +152,9 @@ def indecater(
     with torch.no_grad():
         outs = []
         for start in range(0, flat.shape[0], chunk):
-            z = one_hot(flat[start : start + chunk], k, logits.dtype).movedim(-1, d + 1)  # (m, *logits.shape)
-            outs.append(f(z).detach().to(cdt))
+            part = flat[start : start + chunk]  # (m, *B)
+            zc = torch.nn.functional.one_hot(part, k).to(logits.dtype).movedim(-1, d + 1)  # (m, *logits.shape)
+            outs.append(f(zc).detach().to(cdt))
         fvals = torch.cat(outs).reshape(n, v, k, *p_shape)  # (n, V, K, *P)
     # (n, V, K, *P) -> (*P, V, K): the mean over samples of f at (variable v <- category c)
     fbar = fvals.mean(dim=0).movedim((0, 1), (-2, -1))
