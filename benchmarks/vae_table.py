@@ -73,6 +73,30 @@ SETUPS: dict[str, tuple[list[str], list[str], str]] = {
 }
 
 DOCS_START, DOCS_END = "<!-- vae-table:start -->", "<!-- vae-table:end -->"
+HEAD_START, HEAD_END = "<!-- vae-headline:start -->", "<!-- vae-headline:end -->"
+
+
+def _between(path: Path, start: str, end: str, text: str) -> bool:
+    """Replace what lies between the markers ``start`` and ``end`` in ``path`` (False if absent)."""
+    old = path.read_text() if path.exists() else ""
+    if start not in old or end not in old:
+        return False
+    head, rest = old.split(start, 1)
+    path.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+    return True
+
+
+def headline(table: dict[str, Any]) -> str:
+    """The README's rows: the best estimator, GS and ST, next to Jang et al."""
+    rows = {r["variant"]: r for r in table["rows"]}
+    best = table["rows"][0]
+    pick = [best] + [rows[v] for v in ("gs", "st") if v in rows and v != best["variant"]]
+    lines = ["| estimator (20 x 10, 100 epochs) | seeds | test -ELBO | test -log p(x) bound, m = 100 | Jang et al. Table 1 |",
+             "|---|---|---|---|---|"]
+    for r in pick:
+        jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
+        lines.append(f"| {r['label']} | {len(r['seeds'])} | {_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} | {jang} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_argv(setup: str, variant: str, seed: int, args: argparse.Namespace) -> list[str]:
@@ -185,13 +209,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         found = True
         md, table = out
         print(f"## {setup}\n\n{md}")
-        if setup == "main" and args.docs:
-            docs = Path(args.docs)
-            text = docs.read_text() if docs.exists() else ""
-            if DOCS_START in text and DOCS_END in text:
-                head, rest = text.split(DOCS_START, 1)
-                tail = rest.split(DOCS_END, 1)[1]
-                docs.write_text(head + DOCS_START + "\n" + md + DOCS_END + tail)
+        if setup == "main":
+            if args.docs:
+                _between(Path(args.docs), DOCS_START, DOCS_END, md)
+            if args.readme:
+                _between(Path(args.readme), HEAD_START, HEAD_END, headline(table))
+            # the best row's seed-0 reconstructions, for the README
+            best = table["rows"][0]
+            runs = collect(_results_dir(args, setup))[best["variant"]]
+            figs = next((r.get("figures", {}) for r in runs if r["config"]["seed"] == min(best["seeds"])), {})
+            src = Path(figs.get("reconstructions", ""))
+            if src.is_file():
+                dest = Path(args.results) / "figures"
+                dest.mkdir(parents=True, exist_ok=True)
+                (dest / "best_reconstructions.png").write_bytes(src.read_bytes())
     if not found:
         print("no results under results/vae/*/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
         return 1
@@ -350,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--extra", default="", help="more `gumbelkit train vae` options, quoted")
     d = sub.add_parser("render", help="tables from results/vae/<setup>/runs/*.json (and docs/vae.md)", formatter_class=fmt)
     d.add_argument("--docs", default=str(ROOT / "docs" / "vae.md"), help="markdown file with the table markers ('' to skip)")
+    d.add_argument("--readme", default=str(ROOT / "README.md"), help="markdown file with the headline markers ('' to skip)")
     a = sub.add_parser("anneal", help="GS / ST-GS under fixed and annealed tau, with gradient diagnostics", formatter_class=fmt)
     a.add_argument("--setup", choices=list(SETUPS), default="main")
     a.add_argument("--estimators", nargs="+", default=["gs", "st_gs"])

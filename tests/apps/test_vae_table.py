@@ -37,7 +37,7 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     assert "--estimator indecater" in r["provenance"]["command"] and r["provenance"]["git"]["commit"]
     docs = tmp_path / "vae.md"
     docs.write_text("# t\n<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\nend\n")
-    assert vt.main([*base, "render", "--docs", str(docs)]) == 0
+    assert vt.main([*base, "render", "--docs", str(docs), "--readme", ""]) == 0
     table = json.loads((res / "small" / "table.json").read_text())
     assert {row["variant"] for row in table["rows"]} == {"st", "indecater"}
     for row in table["rows"]:
