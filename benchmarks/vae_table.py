@@ -173,6 +173,9 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
             "valid_neg_elbo": _stats([r["valid"]["neg_elbo"] for r in rs]),
             "test_kl": _stats([r["test"]["kl"] for r in rs]),
             "iw_samples": rs[0]["test"]["iw_samples"],
+            "rescore": _stats([r["rescore"][k]["value"] for r in rs]) if (k := next(iter(rs[0].get("rescore", {})), None))
+            and all(k in r.get("rescore", {}) for r in rs) else None,
+            "rescore_key": next(iter(rs[0].get("rescore", {})), None),
             "final_tau": rs[0]["final_tau"],
             "cpu_minutes": _stats([r["process_seconds"] / 60 for r in rs]),
             "commits": sorted({(r.get("provenance") or {}).get("git", {}).get("commit") or "unrecorded" for r in rs}),
@@ -182,13 +185,19 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
         })
     rows.sort(key=lambda r: r["test_neg_elbo"]["mean"])
     m = rows[0]["iw_samples"]
-    lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) | test -log p(x) bound, m = {m} | valid -ELBO | test KL "
+    rkey = rows[0]["rescore_key"] if all(r["rescore"] is not None for r in rows) else None
+    extra = ""
+    if rkey:
+        mm, nn = re.match(r"iw_nll_m(\d+)_first(\d+)", rkey).groups()  # type: ignore[union-attr]
+        extra = f" bound, m = {mm}, first {nn} test images |"
+    lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) | test -log p(x) bound, m = {m} |{extra} valid -ELBO | test KL "
              "| Jang et al. Table 1 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|" + ("---|" if rkey else "") + "---|---|---|"]
     for r in rows:
         jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
+        rs_cell = f" {_pm(r['rescore'])} |" if rkey else ""
         lines.append(f"| {r['label']} | {len(r['seeds'])} | {'/'.join(f'{e:g}' for e in r['epochs'])} | "
-                     f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} | {_pm(r['valid_neg_elbo'])} | "
+                     f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
                      f"{_pm(r['test_kl'])} | {jang} |")
     commits = sorted({c for r in rows for c in r["commits"]})
     table = {"setup": setup, "description": SETUPS.get(setup, ([], [], setup))[2], "rows": rows,
@@ -226,6 +235,42 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not found:
         print("no results under results/vae/*/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
         return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- rescore
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Add an m-sample importance-weighted bound on the first N test images to each finished run
+    of a setup (from its checkpoint; Jang et al. evaluate with a multi-sample bound, m = 1000)."""
+    import torch
+
+    from gumbelkit.apps.data.mnist import mnist_splits
+    from gumbelkit.apps.provenance import provenance
+    from gumbelkit.apps.training import load_checkpoint
+    from gumbelkit.apps.vae.model import CategoricalVAE, iw_nll
+
+    torch.set_num_threads(1)
+    key = f"iw_nll_m{args.m}_first{args.images}"
+    for path in sorted((_results_dir(args, args.setup) / "runs").glob("*_seed*.json")):
+        r = json.loads(path.read_text())
+        if key in r.get("rescore", {}) and not args.force:
+            continue
+        cfg = r["config"]
+        ckpt = Path(cfg["out_dir"]) / "checkpoint.pt"
+        if not ckpt.exists():
+            print(f"skipping {path.name}: no checkpoint at {ckpt}", file=sys.stderr)
+            continue
+        model = CategoricalVAE(cfg["latent_vars"], cfg["categories"])
+        model.load_state_dict(load_checkpoint(ckpt)["model"])
+        model.eval()
+        x = mnist_splits(cfg["data_dir"] or None, binarization=cfg["binarization"]).test[: args.images]
+        g = torch.Generator().manual_seed(cfg["seed"] + 3)
+        bound = torch.cat([iw_nll(model, x[i : i + 20], args.m, generator=g) for i in range(0, len(x), 20)])
+        r.setdefault("rescore", {})[key] = {"value": float(bound.mean()), "sem": float(bound.std() / len(bound) ** 0.5),
+                                            "m": args.m, "images": len(x), "provenance": provenance()}
+        path.write_text(json.dumps(r, indent=2) + "\n")
+        print(f"{path.name}: {key} = {float(bound.mean()):.2f}", flush=True)
     return 0
 
 
@@ -391,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--iw-samples", type=int, default=10)
     a.add_argument("--grad-images", type=int, default=20)
     a.add_argument("--grad-draws", type=int, default=32)
+    q = sub.add_parser("rescore", help="add an m-sample bound on the first N test images to each run", formatter_class=fmt)
+    q.add_argument("--setup", choices=list(SETUPS), default="main")
+    q.add_argument("--m", type=int, default=1000)
+    q.add_argument("--images", type=int, default=1000)
+    q.add_argument("--force", action="store_true")
     c = sub.add_parser("collect", help="copy finished runs into results/vae/<name>/ and tabulate them", formatter_class=fmt)
     c.add_argument("--name", required=True)
     c.add_argument("run_dirs", nargs="+")
@@ -405,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     return {"run": cmd_run, "render": cmd_render, "anneal": cmd_anneal, "st-bias": cmd_st_bias,
-            "collect": cmd_collect}[args.cmd](args)
+            "collect": cmd_collect, "rescore": cmd_rescore}[args.cmd](args)
 
 
 if __name__ == "__main__":

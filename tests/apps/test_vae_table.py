@@ -35,11 +35,15 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     r = json.loads(files[0].read_text())
     assert r["provenance"]["command"].startswith("gumbelkit train vae --out-dir")
     assert "--estimator indecater" in r["provenance"]["command"] and r["provenance"]["git"]["commit"]
+    assert vt.main([*base, "rescore", "--setup", "small", "--m", "5", "--images", "10"]) == 0
+    r = json.loads(files[0].read_text())
+    assert r["rescore"]["iw_nll_m5_first10"]["value"] < UNTRAINED
     docs = tmp_path / "vae.md"
     docs.write_text("# t\n<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\nend\n")
     assert vt.main([*base, "render", "--docs", str(docs), "--readme", ""]) == 0
     table = json.loads((res / "small" / "table.json").read_text())
     assert {row["variant"] for row in table["rows"]} == {"st", "indecater"}
+    assert "bound, m = 5, first 10 test images" in (res / "small" / "table.md").read_text()
     for row in table["rows"]:
         assert row["seeds"] == [0, 1] and row["test_neg_elbo"]["n"] == 2
         assert row["test_neg_elbo"]["mean"] < UNTRAINED  # 30 steps already beat fair coins
