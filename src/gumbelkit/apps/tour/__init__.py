@@ -8,7 +8,7 @@ sections, each a module with ``run(ctx) -> Section``:
 2. Gumbel-Max and Gumbel-top-k are exact (chi-square tests),
 3. temperature (samples on the simplex, E[max] and entropy against tau, interactive slider),
 4. where the trick goes (language-model pipeline vs sampled decision, worked example),
-5. annealing (schedules; ReinMax's polynomial programming with three temperature choices),
+5. annealing (schedules; fixed vs annealed tau on polynomial programming and the VAE, read from results/),
 6. gradients (bias / variance of estimators against an exact gradient by enumeration),
 7. use cases (text GANs, discrete VAEs, hard attention, architecture search).
 
