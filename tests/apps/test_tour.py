@@ -131,19 +131,11 @@ def test_section_numbers_sane(results: dict[str, Any]) -> None:
     assert p4["hard_is_exact_one_hot"] and p4["gumbel_softmax_hard_same_noise_equal"]
     assert p4["sampled_index"] == p4["argmax_logits_plus_noise"]
     a5 = sec["annealing"]
-    assert set(a5["schedules"]) and all(v["tau_at_0"] > 0 for v in a5["schedules"].values())
-    if a5["polyprog"] is not None:  # committed results/estimators/anneal.json, read not retrained
-        opt = a5["polyprog"]["protocol"]["optimum"]
-        assert opt == pytest.approx(0.45 ** a5["polyprog"]["protocol"]["p"])
-        for by in a5["polyprog"]["rows"].values():
-            for c in by.values():
-                # the exact expected loss can never be below the optimum (every term is >= 0.45^p)
-                assert c["final_hard_loss"] >= opt - 1e-12 and c["rel_var"] >= 0
-        assert set(a5["polyprog_verdict"]) == set(a5["polyprog"]["rows"])
-    if a5["vae"] is not None:
-        for by in a5["vae"]["rows"].values():
-            for c in by.values():
-                assert c["diverged"] or 60 < c["test_neg_elbo"] < 543.4  # 784 ln 2: an untrained coin
+    assert a5["exact_optimum"] == pytest.approx(0.45**2)
+    for c in a5["configs"].values():
+        # the exact expected loss can never be below the optimum (every term is >= 0.45^p)
+        assert c["final_expected_loss_mean"] >= a5["exact_optimum"] - 1e-12
+        assert c["final_expected_loss_mean"] < 0.2525  # start is about 0.2525 (q = 1/2)
     g6 = sec["gradients"]
     assert len(g6["estimators"]) >= 2
     # the section grows with the estimator registry (through gumbelkit.diagnostics)
