@@ -164,6 +164,21 @@ class Task:
         """Adam at ``config.lr`` by default."""
         return torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
+    def after_step(self, ctx: StepContext) -> dict[str, float]:
+        """Called after every optimizer step with the step's context (``ctx.step`` counts the
+        steps before it), e.g. the architecture update of a bi-level search; returns floats to
+        log. Draw any randomness from ``ctx.generator`` to keep ``--resume`` exact. Nothing by
+        default."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """State outside the model and optimizer that a checkpoint must keep (e.g. a second
+        optimizer's ``state_dict``). Empty by default."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
     def evaluate(self, split: str, generator: torch.Generator) -> dict[str, float]:
         """Metrics on ``split`` (``"valid"``); run on rank 0 only. Empty by default."""
         return {}
@@ -266,6 +281,7 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         restore_rng_state(payload["rng"], generators)
+        task.load_extra_state(payload.get("task", {}))
         step = resumed_from = int(payload["step"])
     elif config.resume and info.is_main:
         print(f"--resume: no checkpoint at {ckpt_path}; starting from step 0", file=sys.stderr)
@@ -283,6 +299,7 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng": capture_rng_state(generators),
+                "task": task.extra_state(),
                 "config": dataclasses.asdict(config),
             })
 
@@ -314,11 +331,12 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
             out.loss.backward()
             average_gradients(params, info)
             optimizer.step()
+            extra = task.after_step(ctx)
             step += 1
             progress.update(loss_value, tau)
 
             window_steps += 1
-            for k, v in {"loss": loss_value, **out.metrics}.items():
+            for k, v in {"loss": loss_value, **out.metrics, **extra}.items():
                 window[k] = window.get(k, 0.0) + float(v)
             last = step == total
             if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
