@@ -91,6 +91,7 @@ def _guard(path: Path, overwrite: bool) -> None:
 def table(p: BenchProtocol, runs_dir: Path, out: Path, argv: Sequence[str] = (), overwrite: bool = False) -> dict[str, Any]:
     """Train every architecture ``p.table_seeds`` times; write ``table.json`` and ``table.md``."""
     _guard(out / "table.json", overwrite)
+    prov = provenance(["bench", *argv])  # the code as it is when the run starts
     data = load_data("digits")
     rows = []
     t0 = time.perf_counter()
@@ -109,7 +110,7 @@ def table(p: BenchProtocol, runs_dir: Path, out: Path, argv: Sequence[str] = (),
                      "test_mean": statistics.fmean(r["test_acc"] for r in runs),
                      "steps": runs[0]["steps"], "process_seconds": [r["process_seconds"] for r in runs]})
     _rank(rows)
-    payload = {"benchmark": "nas-digits-3edges", **provenance(["bench", *argv]), "protocol": asdict(p),
+    payload = {"benchmark": "nas-digits-3edges", **prov, "protocol": asdict(p),
                "split": {"train": 1000 if not p.train_subset else p.train_subset, "valid": 397, "test": p.test_subset or 400},
                "rows": rows, "process_seconds": time.perf_counter() - t0}
     out.mkdir(parents=True, exist_ok=True)
@@ -154,6 +155,7 @@ def compare(p: BenchProtocol, runs_dir: Path, out: Path, argv: Sequence[str] = (
             methods: Sequence[str] = tuple(METHODS)) -> dict[str, Any]:
     """Search the benchmark's space with every method; score the results by ``table.json``."""
     _guard(out / "compare.json", overwrite)
+    prov = provenance(["bench", *argv])  # the code as it is when the run starts
     tab = _cached(out / "table.json")
     if tab is None:
         raise ValueError(f"{out / 'table.json'} not found; run `gumbelkit search bench table` first")
@@ -197,7 +199,7 @@ def compare(p: BenchProtocol, runs_dir: Path, out: Path, argv: Sequence[str] = (
                            "max_regret": max(reg),
                            "degenerate": sum(len(set(r["genotype"])) == 1 and p.ops[r["genotype"][0]] in ("none", "skip")
                                              for r in rs)}
-    payload = {"benchmark": "nas-digits-3edges", **provenance(["bench", *argv]), "protocol": asdict(p),
+    payload = {"benchmark": "nas-digits-3edges", **prov, "protocol": asdict(p),
                "table_commit": tab["commit"], "best_test_mean": best, "results": results, "summary": summary}
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(payload, indent=1) + "\n")

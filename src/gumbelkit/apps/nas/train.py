@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gumbelkit import estimators
+from gumbelkit.apps.nas import figures
 from gumbelkit.apps.nas.data import DATASETS, ImageData, load_data
 from gumbelkit.apps.nas.model import (
     NB201_OPS,
@@ -520,7 +521,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 def run_gdas(config: GDASConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``gumbelkit search gdas`` experiment; returns the summary (also written as JSON)."""
     config.validate()
-    out = Path(config.out_dir)
+    prov = provenance(["gdas", *(argv or [])])  # the code as it is when the run starts
     results_dir = Path(config.results_dir or config.out_dir)
     summary_path = results_dir / "summary.json"
     if summary_path.exists() and not config.overwrite and config.results_dir:
@@ -558,7 +559,7 @@ def run_gdas(config: GDASConfig, argv: Sequence[str] | None = None) -> dict[str,
 
     summary: dict[str, Any] = {
         "app": "nas-gdas",
-        **provenance(["gdas", *(argv or [])]),
+        **prov,
         "protocol": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out_dir", "results_dir", "overwrite")},
         "ops": list(ops),
         "num_nodes": config.num_nodes,
@@ -575,7 +576,6 @@ def run_gdas(config: GDASConfig, argv: Sequence[str] | None = None) -> dict[str,
     summary["found_minus_random"] = g["found"]["test_acc_mean"] - g["random"]["test_acc_mean"]
     summary["seed_spread"] = spread
     results_dir.mkdir(parents=True, exist_ok=True)
-    from gumbelkit.apps.nas import figures
 
     summary["figures"] = figures.gdas_figures(summary, results_dir / "figures")
     summary_path.write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,0 +1,1 @@
+"""Figures and tables of the architecture-search application (matplotlib's object API)."""
