@@ -96,10 +96,15 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    frozen = Path(__file__).resolve().parents[3] / "COMMIT"  # a frozen copy of src/ (see docs)
+    if frozen.exists():
+        commit, dirty = frozen.read_text().strip(), False
+    else:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")
     return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": status not in ("", "unknown"),
+        "commit": commit,
+        "dirty": dirty,
         "command": "gumbelkit search " + " ".join(shlex.quote(a) for a in (argv or [])),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads(), "machine": platform.machine()},
@@ -107,19 +112,9 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 @dataclass
-class CellConfig(TrainConfig):
-    """Data and search space shared by the search and the retraining."""
+class OptimConfig(TrainConfig):
+    """The weights' optimizer: SGD with Nesterov momentum, cosine learning rate, gradient clip."""
 
-    dataset: str = field(default="fashion_mnist", metadata=_h("digits, fashion_mnist or mnist", choices=DATASETS))
-    size: int = field(default=14, metadata=_h("image side: 14 average-pools 28 x 28 images by 2; 0 keeps the native size"))
-    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
-    train_subset: int = field(default=0, metadata=_h("use the first N training images (0: all)"))
-    valid_subset: int = field(default=0, metadata=_h("use the first N validation images (0: all)"))
-    ops: str = field(default=",".join(NB201_OPS), metadata=_h("candidate operations, comma-separated"))
-    num_nodes: int = field(default=4, metadata=_h("nodes per cell (4 nodes: 6 edges)"))
-    channels: int = field(default=8, metadata=_h("channels of the first stage"))
-    stages: int = field(default=2, metadata=_h("stages (channels double, resolution halves between stages)"))
-    cells_per_stage: int = field(default=1, metadata=_h("cells per stage"))
     batch_size: int = field(default=64, metadata=_h("batch size"))
     lr: float = field(default=0.025, metadata=_h("the weights' SGD learning rate (cosine-annealed to --lr-min)"))
     lr_min: float = field(default=0.001, metadata=_h("final weight learning rate"))
@@ -130,28 +125,17 @@ class CellConfig(TrainConfig):
     progress: bool = field(default=False, metadata=_h("show a progress bar"))
     threads: int = field(default=1, metadata=_h("torch CPU threads (0: torch's default)"))
 
-    def op_names(self) -> tuple[str, ...]:
-        return check_ops([o.strip() for o in self.ops.split(",") if o.strip()])
-
     def validate(self) -> None:
         super().validate()
-        self.op_names()
-        if self.num_nodes < 2:
-            raise ValueError(f"num_nodes must be >= 2, got {self.num_nodes}")
-        for name in ("channels", "stages", "cells_per_stage"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "valid_subset", "lr_min", "weight_decay", "grad_clip", "momentum"):
+        for name in ("lr_min", "weight_decay", "grad_clip", "momentum"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
-class SearchConfig(CellConfig):
-    """The search: :class:`CellConfig` plus the architecture's estimator and optimizer."""
+class ArchConfig(OptimConfig):
+    """The architecture's estimator and optimizer (alternating with the weights' steps)."""
 
-    out_dir: str = field(default="runs/nas-search", metadata=_h("directory for metrics, checkpoints, search.json"))
-    epochs: int = field(default=10, metadata=_h("passes over the training subset"))
     estimator: str = field(default="st_gs", metadata=_h("st_gs (GDAS) or another pathwise estimator; softmax (DARTS); reinforce"))
     tau0: float = field(default=10.0, metadata=_h("tau at step 0 (linear schedule; GDAS: 10)"))
     tau_end: float = field(default=0.1, metadata=_h("tau at the last step (GDAS: 0.1)"))
@@ -179,6 +163,45 @@ class SearchConfig(CellConfig):
             raise ValueError(f"reinforce_samples must be >= 2 (leave-one-out baseline), got {self.reinforce_samples}")
         if self.record_every < 0:
             raise ValueError(f"record_every must be >= 0, got {self.record_every}")
+
+
+@dataclass
+class CellConfig(OptimConfig):
+    """Data and search space shared by the search and the retraining."""
+
+    dataset: str = field(default="fashion_mnist", metadata=_h("digits, fashion_mnist or mnist", choices=DATASETS))
+    size: int = field(default=14, metadata=_h("image side: 14 average-pools 28 x 28 images by 2; 0 keeps the native size"))
+    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
+    train_subset: int = field(default=0, metadata=_h("use the first N training images (0: all)"))
+    valid_subset: int = field(default=0, metadata=_h("use the first N validation images (0: all)"))
+    ops: str = field(default=",".join(NB201_OPS), metadata=_h("candidate operations, comma-separated"))
+    num_nodes: int = field(default=4, metadata=_h("nodes per cell (4 nodes: 6 edges)"))
+    channels: int = field(default=8, metadata=_h("channels of the first stage"))
+    stages: int = field(default=2, metadata=_h("stages (channels double, resolution halves between stages)"))
+    cells_per_stage: int = field(default=1, metadata=_h("cells per stage"))
+
+    def op_names(self) -> tuple[str, ...]:
+        return check_ops([o.strip() for o in self.ops.split(",") if o.strip()])
+
+    def validate(self) -> None:
+        super().validate()
+        self.op_names()
+        if self.num_nodes < 2:
+            raise ValueError(f"num_nodes must be >= 2, got {self.num_nodes}")
+        for name in ("channels", "stages", "cells_per_stage"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_subset", "valid_subset"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class SearchConfig(CellConfig, ArchConfig):
+    """The search on images: :class:`CellConfig` and :class:`ArchConfig`."""
+
+    out_dir: str = field(default="runs/nas-search", metadata=_h("directory for metrics, checkpoints, search.json"))
+    epochs: int = field(default=10, metadata=_h("passes over the training subset"))
 
 
 @dataclass
@@ -253,7 +276,7 @@ class SearchTask(Task):
         self.ops = config.op_names()
         self.model = SearchNetwork(self.ops, config.num_nodes, config.estimator, config.channels, config.stages,
                                    config.cells_per_stage, data.train_x.shape[1], int(data.train_y.max()) + 1).to(device)
-        self.total = config.max_steps or config.epochs * max(len(self.train_x) // config.batch_size, 1)
+        self.total = config.max_steps or config.epochs * max(self.num_train_examples() // config.batch_size, 1)
         self.schedule: Schedule = (ConstantTau(1.0) if config.estimator in SEARCH_MODES
                                    else LinearTau(config.tau0, config.tau_end, max(self.total - 1, 1)))
         self.arch_optimizer = torch.optim.Adam(self.model.sampler.parameters(), lr=config.arch_lr,
