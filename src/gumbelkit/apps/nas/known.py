@@ -5,12 +5,20 @@ r"""Searches whose answer is known: ``gumbelkit search toy`` and ``gumbelkit sea
   assignment :math:`a^*` (drawn at random per replicate). Only alpha is trained (Adam, betas
   (0.5, 0.999) as GDAS), tau linear from 10 to 0.1, one architecture drawn per replicate and
   step. Success: the argmax of alpha equals :math:`a^*` on every edge.
-* **teacher** (learned): a teacher network drawn from the search space (a random operation per
-  edge, random weights) labels fresh random images (the argmax of its standardised logits); a
-  student supernet with its own, freshly initialised weights is searched by GDAS on those
-  labels (a fresh batch for every weight step and every architecture step). Reported: the
-  fraction of edges whose operation is recovered, for the parametric operations and for the
-  parameter-free ones (whose confusions are tabulated separately).
+* **teacher** (learned): a teacher drawn from a search space (a wide cell: edge ``e`` applies
+  its operation to input channel group ``e``, the output is the sum over edges) with a random
+  operation per edge and random weights maps fresh random images to outputs; a student
+  supernet with its own, freshly initialised weights regresses them (mean squared error)
+  while GDAS searches its operations (a fresh batch for every weight step and every
+  architecture step). Reported: the fraction of edges whose operation is recovered, for the
+  parametric operations and for the parameter-free ones (whose confusions are tabulated
+  separately).
+
+  ``none`` is left out of the default operations: in a regression that the teacher's
+  architecture fits exactly, the straight-through signal of the sampled operation is the
+  derivative of the loss with respect to that operation's output scale, which is zero at the
+  fit for the right operation and identically zero for ``none``, so the two cannot be told
+  apart (``--ops none,skip,...`` shows it).
 """
 
 from __future__ import annotations
@@ -28,17 +36,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gumbelkit import estimators
-from gumbelkit.apps.nas.data import ImageData
 from gumbelkit.apps.nas.model import (
     PARAMETER_FREE,
     SCALAR_OPS,
-    CellNetwork,
-    FixedCell,
     ScalarSupernet,
-    cell_edges,
+    WideFixedCell,
+    WideSearchCell,
+    check_ops,
     scalar_op_values,
 )
-from gumbelkit.apps.nas.train import SEARCH_MODES, SearchConfig, SearchTask, provenance
+from gumbelkit.apps.nas.train import ArchConfig, BilevelSearch, provenance
 from gumbelkit.apps.training import StepContext, StepOutput, Task, TrainConfig, parse_config, run
 from gumbelkit.schedules import ConstantTau, LinearTau
 
@@ -161,110 +168,97 @@ def main_toy(argv: Sequence[str]) -> int:
 
 
 @dataclass
-class TeacherConfig(SearchConfig):
-    """The teacher-student search: :class:`~gumbelkit.apps.nas.train.SearchConfig` plus the teacher."""
+class TeacherConfig(ArchConfig):
+    """The teacher-student search: :class:`~gumbelkit.apps.nas.train.ArchConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/nas-teacher", metadata=_h("directory for metrics, checkpoint, search.json, teacher.json"))
-    teacher_seed: int = field(default=0, metadata=_h("seed of the teacher's operations and weights"))
+    out_dir: str = field(default="runs/nas-teacher", metadata=_h("directory of the runs and teacher.json"))
+    teachers: int = field(default=10, metadata=_h("teachers (teacher seeds 0..N-1), one search each"))
+    ops: str = field(default="skip,conv1x1,conv3x3,avgpool3x3", metadata=_h("candidate operations, comma-separated"))
+    edges: int = field(default=6, metadata=_h("edges of the wide cell"))
+    channels: int = field(default=4, metadata=_h("channels per edge"))
     image_size: int = field(default=8, metadata=_h("side of the random input images"))
     smooth: float = field(default=1.0, metadata=_h("std (pixels) of the Gaussian blur of the white-noise inputs (0: none)"))
-    classes: int = field(default=10, metadata=_h("teacher classes"))
-    train_size: int = field(default=64_000, metadata=_h("fresh training images per 'epoch' (defines the schedule's length)"))
-    eval_size: int = field(default=2000, metadata=_h("fixed images to report the student's agreement with the teacher"))
-    ops: str = field(default="none,skip,conv3x3,avgpool3x3", metadata=_h("candidate operations, comma-separated"))
-    channels: int = field(default=4, metadata=_h("channels of the cell"))
-    stages: int = field(default=1, metadata=_h("stages"))
-    epochs: int = field(default=1, metadata=_h("passes of --train-size fresh images"))
-    lr: float = field(default=0.1, metadata=_h("the weights' SGD learning rate (cosine)"))
+    max_steps: int = field(default=1000, metadata=_h("weight steps (each followed by an architecture step)"))
+    lr: float = field(default=0.05, metadata=_h("the weights' SGD learning rate (cosine)"))
     arch_lr: float = field(default=0.01, metadata=_h("Adam learning rate of alpha"))
-    dataset: str = field(default="digits", metadata=_h("unused (the data come from the teacher)"))
+    checkpoint_every: int = field(default=10**9, metadata=_h("steps between checkpoints (the last step always saves)"))
+    log_every: int = field(default=100, metadata=_h("steps between metric lines"))
+
+    def op_names(self) -> tuple[str, ...]:
+        return check_ops([o.strip() for o in self.ops.split(",") if o.strip()])
 
     def validate(self) -> None:
         super().validate()
-        for name in ("image_size", "classes", "train_size", "eval_size"):
-            if getattr(self, name) < (2 if name == "classes" else 1):
-                raise ValueError(f"{name} must be >= {2 if name == 'classes' else 1}, got {getattr(self, name)}")
+        self.op_names()
+        for name in ("teachers", "edges", "channels", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.smooth < 0:
             raise ValueError(f"smooth must be >= 0, got {self.smooth}")
+        if self.max_steps < 2:
+            raise ValueError(f"max_steps must be >= 2, got {self.max_steps}")
 
 
 def _blur(x: Tensor, std: float) -> Tensor:
+    """Separable Gaussian blur with circular padding, unit-energy kernel (white noise keeps unit variance)."""
     if std <= 0:
         return x
     r = max(1, int(3 * std))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / std) ** 2)
-    k = k / k.norm()  # unit energy: white noise keeps unit variance
+    k = k / k.norm()
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="circular"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="circular"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-class Teacher:
-    """A network of the search space with a random operation per edge and random weights."""
+class TeacherTask(BilevelSearch):
+    """A wide cell with a random operation per edge and random weights (the teacher) maps fresh
+    random images to outputs; the student (:class:`WideSearchCell`, its own weights) regresses
+    them (mean squared error) while GDAS searches its operations."""
 
-    def __init__(self, config: TeacherConfig, device: torch.device) -> None:
-        self.config = config
+    model: WideSearchCell
+    config: TeacherConfig
+    classification = False
+
+    def __init__(self, config: TeacherConfig, device: torch.device, teacher_seed: int) -> None:
+        self.config, self.device = config, device
         ops = config.op_names()
-        g = torch.Generator().manual_seed(10_000 + config.teacher_seed)
-        n_edges = len(cell_edges(config.num_nodes))
-        self.genotype = tuple(int(v) for v in torch.randint(len(ops), (n_edges,), generator=g))
+        g = torch.Generator().manual_seed(10_000 + teacher_seed)
+        self.teacher_genotype = tuple(int(v) for v in torch.randint(len(ops), (config.edges,), generator=g))
         state = torch.get_rng_state()
-        torch.manual_seed(20_000 + config.teacher_seed)  # the teacher's weights
-        self.net = CellNetwork(lambda c: FixedCell(c, config.num_nodes, ops, self.genotype), config.channels,
-                               config.stages, config.cells_per_stage, 1, config.classes).to(device)
+        torch.manual_seed(20_000 + teacher_seed)  # the teacher's weights, apart from the student's
+        self.teacher = WideFixedCell(config.channels, ops, self.teacher_genotype).to(device)
         torch.set_rng_state(state)
-        for p in self.net.parameters():
+        for p in self.teacher.parameters():
             p.requires_grad_(False)
-        # batch norms get their statistics from one large fixed sample, then stay fixed, so a
-        # label is a function of its image alone; the logits are standardised on that sample so
-        # that every class occurs
-        x = self.inputs(4096, torch.Generator(device=device).manual_seed(30_000 + config.teacher_seed), device)
-        for m in self.net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.momentum = None  # cumulative average: one pass gives the sample's statistics
-        with torch.no_grad():
-            self.net.train()(x)
-            logits = self.net.eval()(x)
-        self.mean, self.std = logits.mean(0), logits.std(0).clamp_min(1e-6)
+        self.model = WideSearchCell(config.channels, config.edges, ops, config.estimator).to(device)
+        self.total = config.max_steps
+        self._init_search()
 
-    def inputs(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
-        s = self.config.image_size
-        return _blur(torch.randn((n, 1, s, s), generator=generator, device=device), self.config.smooth)
-
-    @torch.no_grad()
-    def labels(self, x: Tensor) -> Tensor:
-        return ((self.net(x) - self.mean) / self.std).argmax(-1)
-
-
-class TeacherTask(SearchTask):
-    """:class:`SearchTask` on fresh random images labelled by a :class:`Teacher`."""
-
-    def __init__(self, config: TeacherConfig, device: torch.device) -> None:
-        self.teacher = Teacher(config, device)
-        g = torch.Generator(device=device).manual_seed(40_000 + config.teacher_seed)
-        x = self.teacher.inputs(2 * config.eval_size, g, device)
-        y = self.teacher.labels(x)
-        n = config.eval_size
-        # the fixed images only serve the reports; every step draws fresh ones
-        data = ImageData(x[:n], y[:n], x[n:], y[n:], x[n:], y[n:])
-        self.train_size = config.train_size
-        super().__init__(config, device, data)
+    def criterion(self, out: Tensor, y: Tensor) -> Tensor:
+        return F.mse_loss(out, y)
 
     def num_train_examples(self) -> int:
-        return self.train_size
+        return self.config.batch_size * self.config.max_steps  # fresh images every step
+
+    def _batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        c, s = self.config, self.config.image_size
+        x = _blur(torch.randn((ctx.global_batch_size, c.edges * c.channels, s, s), generator=ctx.generator,
+                              device=self.device), c.smooth)
+        with torch.no_grad():
+            y = self.teacher(x)  # batch statistics in the teacher's convolutions, as in the student's
+        return ctx.local(x), ctx.local(y)
 
     def get_batch(self, indices: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        x = self.teacher.inputs(ctx.global_batch_size, ctx.generator, self.device)
-        return ctx.local(x), ctx.local(self.teacher.labels(x))
+        return self._batch(ctx)
 
-    def _valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        return self.get_batch(torch.empty(0), ctx)
+    def valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        return self._batch(ctx)
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
-        results = super().finish(out_dir, step)
-        results["teacher_genotype"] = list(self.teacher.genotype)
-        results["class_counts"] = torch.bincount(self.valid_y, minlength=self.config.classes).tolist()
+        results = {"app": "nas-teacher", "ops": list(self.config.op_names()),
+                   "teacher_genotype": list(self.teacher_genotype), **self.search_results(step)}
         (out_dir / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         return results
 
@@ -276,22 +270,19 @@ def _confusion(pairs: list[tuple[int, int]], k: int) -> list[list[int]]:
     return m
 
 
-def run_teacher(config: TeacherConfig, teachers: int, argv: Sequence[str] = ()) -> dict[str, Any]:
-    """Search ``teachers`` teacher networks (teacher seeds ``config.teacher_seed + i``)."""
+def run_teacher(config: TeacherConfig, argv: Sequence[str] = ()) -> dict[str, Any]:
+    """One search per teacher (teacher seeds ``0 .. config.teachers - 1``); writes ``teacher.json``."""
     config.validate()
     prov = provenance(["teacher", *argv])
     ops = config.op_names()
     runs = []
     t0 = time.perf_counter()
+    teachers = config.teachers
     for i in range(teachers):
-        c = dataclasses.replace(config, teacher_seed=config.teacher_seed + i, seed=config.seed + i,
-                                out_dir=str(Path(config.out_dir) / f"teacher-{config.teacher_seed + i}"))
-        cached = Path(c.out_dir) / "search.json"
-        r = json.loads(cached.read_text()) if cached.exists() and "teacher_genotype" in cached.read_text() else \
-            run(c, lambda cc, d: TeacherTask(cc, d)).outputs  # type: ignore[arg-type]
-        runs.append({"teacher_seed": c.teacher_seed, "teacher": r["teacher_genotype"], "student": r["genotype"],
-                     "probs": r["probs"], "supernet_valid_acc": r["supernet_valid_acc"],
-                     "process_seconds": r["process_seconds"]})
+        c = dataclasses.replace(config, seed=config.seed + i, out_dir=str(Path(config.out_dir) / f"teacher-{i}"))
+        r = run(c, lambda cc, d, i=i: TeacherTask(cc, d, teacher_seed=i)).outputs  # type: ignore[misc]
+        runs.append({"teacher_seed": i, "teacher": r["teacher_genotype"], "student": r["genotype"],
+                     "probs": r["probs"], "process_seconds": r["process_seconds"]})
     pairs = [(t, s) for r in runs for t, s in zip(r["teacher"], r["student"], strict=True)]
     param = [(t, s) for t, s in pairs if ops[t] not in PARAMETER_FREE]
     free = [(t, s) for t, s in pairs if ops[t] in PARAMETER_FREE]
@@ -326,25 +317,11 @@ def run_teacher(config: TeacherConfig, teachers: int, argv: Sequence[str] = ()) 
 
 
 def main_teacher(argv: Sequence[str]) -> int:
-    """``gumbelkit search teacher [--teachers N] [options]``."""
-    argv = list(argv)
-    teachers = 5
-    if "--teachers" in argv:
-        i = argv.index("--teachers")
-        try:
-            teachers = int(argv[i + 1])
-        except (IndexError, ValueError):
-            raise ValueError("--teachers needs an integer >= 1") from None
-        if teachers < 1:
-            raise ValueError(f"--teachers must be >= 1, got {teachers}")
-        rest = argv[:i] + argv[i + 2 :]
-    else:
-        rest = argv
-    config = parse_config(TeacherConfig, rest, prog="gumbelkit search teacher",
+    """``gumbelkit search teacher [options]``."""
+    config = parse_config(TeacherConfig, argv, prog="gumbelkit search teacher",
                           description=__doc__.split("\n\n")[0] if __doc__ else None)
-    if config.estimator in SEARCH_MODES:
-        pass  # DARTS / REINFORCE students are allowed for comparison
-    s = run_teacher(config, teachers, argv)
+    s = run_teacher(config, argv)
+    teachers = config.teachers
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f} %"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,8 @@ __all__ = [
     "ScalarSupernet",
     "SearchCell",
     "SearchNetwork",
+    "WideFixedCell",
+    "WideSearchCell",
     "cell_edges",
     "check_ops",
     "genotype_str",
@@ -255,7 +258,7 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, ops: Sequence[str], num_nodes: int, estimator: str = "st_gs", channels: int = 16,
                  stages: int = 1, cells_per_stage: int = 1, in_channels: int = 1, num_classes: int = 10,
-                 **options: object) -> None:
+                 **options: Any) -> None:
         super().__init__()
         self.ops = check_ops(ops)
         self.num_nodes = num_nodes
@@ -275,6 +278,56 @@ class SearchNetwork(nn.Module):
     def derive(self) -> tuple[int, ...]:
         """The most likely operation per edge."""
         return tuple(int(i) for i in self.sampler.derive())
+
+
+class WideSearchCell(nn.Module):
+    """A wide cell for the teacher-student check: edge ``e`` applies its operation to input
+    channel group ``e``; the output is the sum over edges (``(B, E * C, H, W) -> (B, C, H, W)``).
+
+    Args:
+        channels: ``C``, channels per group and of the output.
+        num_edges: ``E``.
+        ops: candidate operation names.
+        estimator: the sampler's mode.
+    """
+
+    def __init__(self, channels: int, num_edges: int, ops: Sequence[str], estimator: str = "st_gs",
+                 **options: Any) -> None:
+        super().__init__()
+        self.ops = check_ops(ops)
+        self.channels = channels
+        self.mixed = nn.ModuleList(
+            MixedOp([OPS[o](channels, False, False) for o in self.ops]) for _ in range(num_edges))
+        self.sampler = ArchitectureSampler(num_edges, len(self.ops), estimator, **options)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.mixed.parameters())
+
+    def forward(self, x: Tensor, arch: ArchitectureSample) -> Tensor:
+        indices = arch.indices.tolist() if arch.sparse else [None] * len(self.mixed)
+        groups = x.split(self.channels, dim=1)  # E x (B, C, H, W)
+        out = self.mixed[0](groups[0], arch.weights[0], indices[0])
+        for e in range(1, len(self.mixed)):
+            out = out + self.mixed[e](groups[e], arch.weights[e], indices[e])
+        return out
+
+    def derive(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.sampler.derive())
+
+
+class WideFixedCell(nn.Module):
+    """:class:`WideSearchCell` with one operation per edge (the teacher)."""
+
+    def __init__(self, channels: int, ops: Sequence[str], genotype: Sequence[int]) -> None:
+        super().__init__()
+        self.ops = check_ops(ops)
+        self.channels = channels
+        self.genotype = tuple(int(g) for g in genotype)
+        self.layers = nn.ModuleList(OPS[self.ops[g]](channels, False, False) for g in self.genotype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        groups = x.split(self.channels, dim=1)
+        return sum((layer(g) for layer, g in zip(self.layers, groups, strict=True)), torch.zeros_like(groups[0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +392,7 @@ class ScalarSupernet(nn.Module):
     """
 
     def __init__(self, replicates: int = 20, estimator: str = "st_gs", num_edges: int = 6,
-                 **options: object) -> None:
+                 **options: Any) -> None:
         super().__init__()
         if replicates < 1 or num_edges < 1:
             raise ValueError(f"replicates and num_edges must be >= 1, got {replicates}, {num_edges}")

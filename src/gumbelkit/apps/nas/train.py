@@ -65,10 +65,14 @@ from gumbelkit.apps.training import (
     run,
 )
 from gumbelkit.apps.training.distributed import average_gradients
+from gumbelkit.nn import ArchitectureSample
 from gumbelkit.schedules import ConstantTau, LinearTau, Schedule
 
 __all__ = [
+    "ArchConfig",
+    "BilevelSearch",
     "CellConfig",
+    "OptimConfig",
     "RetrainConfig",
     "RetrainTask",
     "SearchConfig",
@@ -232,11 +236,11 @@ class RetrainConfig(CellConfig):
             raise ValueError(f"test_subset must be >= 0, got {self.test_subset}")
 
 
-def _cosine_lr(config: CellConfig, step: int, total: int) -> float:
+def _cosine_lr(config: OptimConfig, step: int, total: int) -> float:
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * min(step / max(total, 1), 1.0)))
 
 
-def _sgd(config: CellConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _sgd(config: OptimConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                           weight_decay=config.weight_decay)
     if config.grad_clip > 0:
@@ -260,41 +264,43 @@ def accuracy(forward: Any, x: Tensor, y: Tensor, batch: int = 500) -> float:
     return correct / max(len(x), 1)
 
 
-class SearchTask(Task):
-    """The bi-level search (see the module docstring)."""
+class BilevelSearch(Task):
+    """The alternating search, independent of the data: subclasses set ``model`` (with a
+    ``sampler``, ``weight_parameters()`` and ``forward(x, arch)``), ``config`` (an
+    :class:`ArchConfig`), ``device``, ``total`` (steps), and supply batches and a criterion.
 
-    model: SearchNetwork
+    Step ``t``: the loop's weight step on a training batch (:meth:`training_step`), then the
+    architecture step on a validation batch (:meth:`after_step`), first order as in GDAS.
+    """
 
-    def __init__(self, config: SearchConfig, device: torch.device, data: ImageData | None = None) -> None:
-        self.config, self.device = config, device
-        self._t0 = time.perf_counter()
-        data = data if data is not None else load_data(config.dataset, size=config.size, data_dir=config.data_dir or None)
-        self.train_x = _subset(data.train_x, config.train_subset).to(device)
-        self.train_y = _subset(data.train_y, config.train_subset).to(device)
-        self.valid_x = _subset(data.valid_x, config.valid_subset).to(device)
-        self.valid_y = _subset(data.valid_y, config.valid_subset).to(device)
-        self.ops = config.op_names()
-        self.model = SearchNetwork(self.ops, config.num_nodes, config.estimator, config.channels, config.stages,
-                                   config.cells_per_stage, data.train_x.shape[1], int(data.train_y.max()) + 1).to(device)
-        self.total = config.max_steps or config.epochs * max(self.num_train_examples() // config.batch_size, 1)
-        self.schedule: Schedule = (ConstantTau(1.0) if config.estimator in SEARCH_MODES
-                                   else LinearTau(config.tau0, config.tau_end, max(self.total - 1, 1)))
-        self.arch_optimizer = torch.optim.Adam(self.model.sampler.parameters(), lr=config.arch_lr,
-                                               betas=(config.arch_beta1, 0.999), weight_decay=config.arch_weight_decay)
-        self.record_every = config.record_every or config.log_every
+    model: Any
+    config: ArchConfig
+    device: torch.device
+    total: int
+    classification = True
+
+    def _init_search(self) -> None:
+        cfg = self.config
+        self.schedule: Schedule = (ConstantTau(1.0) if cfg.estimator in SEARCH_MODES
+                                   else LinearTau(cfg.tau0, cfg.tau_end, max(self.total - 1, 1)))
+        self.arch_optimizer = torch.optim.Adam(self.model.sampler.parameters(), lr=cfg.arch_lr,
+                                               betas=(cfg.arch_beta1, 0.999), weight_decay=cfg.arch_weight_decay)
+        self.record_every = cfg.record_every or cfg.log_every
         self.history: list[dict[str, Any]] = []
         self.optimizer: torch.optim.Optimizer | None = None
+        self._t0 = time.perf_counter()
 
-    def num_train_examples(self) -> int:
-        return len(self.train_x)
+    def criterion(self, out: Tensor, y: Tensor) -> Tensor:
+        """The loss of a batch (cross-entropy by default)."""
+        return F.cross_entropy(out, y)
+
+    def valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        """The architecture step's batch (drawn from ``ctx.generator``)."""
+        raise NotImplementedError
 
     def make_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
         self.optimizer = _sgd(self.config, self.model.weight_parameters())
         return self.optimizer
-
-    def get_batch(self, indices: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        i = indices.to(self.device)
-        return self.train_x[i], self.train_y[i]
 
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> StepOutput:
         assert self.optimizer is not None
@@ -302,29 +308,22 @@ class SearchTask(Task):
             group["lr"] = _cosine_lr(self.config, ctx.step, self.total)
         x, y = batch
         arch = self.model.sampler(ctx.tau, generator=ctx.generator)
-        logits = self.model(x, arch)  # (B, classes)
-        loss = F.cross_entropy(logits, y)
-        acc = float((logits.detach().argmax(-1) == y).float().mean())
-        return StepOutput(loss, {"train_acc": acc})
-
-    def _valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(len(self.valid_x), (ctx.global_batch_size,), generator=ctx.generator,
-                            device=self.device)
-        idx = ctx.local(idx)
-        return self.valid_x[idx], self.valid_y[idx]
+        out = self.model(x, arch)
+        loss = self.criterion(out, y)
+        metrics = {"train_acc": float((out.detach().argmax(-1) == y).float().mean())} if self.classification else {}
+        return StepOutput(loss, metrics)
 
     def after_step(self, ctx: StepContext) -> dict[str, float]:
         """The architecture step on a validation batch (first order)."""
-        x, y = self._valid_batch(ctx)
+        x, y = self.valid_batch(ctx)
         sampler = self.model.sampler
-        self.arch_optimizer.zero_grad(set_to_none=True)
         if self.config.estimator == "reinforce":
             n = self.config.reinforce_samples
             losses, log_probs = [], []
             for _ in range(n):
                 arch = sampler(ctx.tau, generator=ctx.generator)
                 with torch.no_grad():
-                    losses.append(F.cross_entropy(self.model(x, arch), y))
+                    losses.append(self.criterion(self.model(x, arch), y))
                 log_probs.append(arch.log_prob.sum())
             values = torch.stack(losses)  # (n,)
             baseline = (values.sum() - values) / (n - 1)  # leave-one-out
@@ -333,11 +332,11 @@ class SearchTask(Task):
             valid_loss = float(values.mean())
         else:
             arch = sampler(ctx.tau, generator=ctx.generator)
-            loss = F.cross_entropy(self.model(x, arch), y)
+            loss = self.criterion(self.model(x, arch), y)
             # only alpha's gradient: autograd skips the weights' gradients
             (grad,) = torch.autograd.grad(loss, [sampler.alpha])
             valid_loss = float(loss.detach())
-        sampler.alpha.grad = grad
+        sampler.alpha.grad = grad  # replaces what the weight step's backward left there
         average_gradients([sampler.alpha], ctx.dist)
         self.arch_optimizer.step()
         probs = sampler.probs()
@@ -354,11 +353,56 @@ class SearchTask(Task):
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
             self.history = list(state.get("history", []))
 
+    def search_results(self, step: int) -> dict[str, Any]:
+        """What every search reports: the derived genotype, alpha, its history, the cost."""
+        return {
+            "estimator": self.config.estimator,
+            "genotype": list(self.model.derive()),
+            "probs": self.model.sampler.probs().tolist(),
+            "alpha": self.model.sampler.alpha.detach().tolist(),
+            "steps": step,
+            "final_tau": float(self.schedule(max(step - 1, 0))),
+            "history": self.history,
+            "process_seconds": time.perf_counter() - self._t0,
+            "config": dataclasses.asdict(self.config),
+        }
+
+
+class SearchTask(BilevelSearch):
+    """The search of a cell on images (weights on the training split, alpha on the validation split)."""
+
+    model: SearchNetwork
+    config: SearchConfig
+
+    def __init__(self, config: SearchConfig, device: torch.device, data: ImageData | None = None) -> None:
+        self.config, self.device = config, device
+        data = data if data is not None else load_data(config.dataset, size=config.size, data_dir=config.data_dir or None)
+        self.train_x = _subset(data.train_x, config.train_subset).to(device)
+        self.train_y = _subset(data.train_y, config.train_subset).to(device)
+        self.valid_x = _subset(data.valid_x, config.valid_subset).to(device)
+        self.valid_y = _subset(data.valid_y, config.valid_subset).to(device)
+        self.ops = config.op_names()
+        self.model = SearchNetwork(self.ops, config.num_nodes, config.estimator, config.channels, config.stages,
+                                   config.cells_per_stage, data.train_x.shape[1], int(data.train_y.max()) + 1).to(device)
+        self.total = config.max_steps or config.epochs * max(len(self.train_x) // config.batch_size, 1)
+        self._init_search()
+
+    def num_train_examples(self) -> int:
+        return len(self.train_x)
+
+    def get_batch(self, indices: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        i = indices.to(self.device)
+        return self.train_x[i], self.train_y[i]
+
+    def valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
+        idx = torch.randint(len(self.valid_x), (ctx.global_batch_size,), generator=ctx.generator,
+                            device=self.device)
+        idx = ctx.local(idx)
+        return self.valid_x[idx], self.valid_y[idx]
+
     def _derived_forward(self, x: Tensor) -> Tensor:
         genotype = torch.tensor(self.model.derive(), device=self.device)
         w = F.one_hot(genotype, len(self.ops)).to(x.dtype)
-        from gumbelkit.nn import ArchitectureSample
-
         arch = ArchitectureSample(w, genotype, torch.zeros(len(genotype)), True)
         return self.model(x, arch)
 
@@ -368,23 +412,10 @@ class SearchTask(Task):
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
         cfg = self.config
-        genotype = self.model.derive()
-        results = {
-            "app": "nas-search",
-            "estimator": cfg.estimator,
-            "ops": list(self.ops),
-            "num_nodes": cfg.num_nodes,
-            "genotype": list(genotype),
-            "genotype_str": genotype_str(genotype, self.ops, cfg.num_nodes),
-            "probs": self.model.sampler.probs().tolist(),
-            "alpha": self.model.sampler.alpha.detach().tolist(),
-            "supernet_valid_acc": self.evaluate("valid", torch.Generator()).get("supernet_acc"),
-            "steps": step,
-            "final_tau": float(self.schedule(max(step - 1, 0))),
-            "history": self.history,
-            "process_seconds": time.perf_counter() - self._t0,
-            "config": dataclasses.asdict(cfg),
-        }
+        results = {"app": "nas-search", "ops": list(self.ops), "num_nodes": cfg.num_nodes,
+                   **self.search_results(step)}
+        results["genotype_str"] = genotype_str(results["genotype"], self.ops, cfg.num_nodes)
+        results["supernet_valid_acc"] = self.evaluate("valid", torch.Generator())["supernet_acc"]
         (out_dir / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         return results
 
@@ -485,24 +516,27 @@ class GDASConfig(CellConfig):
     overwrite: bool = field(default=False, metadata=_h("replace an existing summary.json in --results-dir"))
     estimator: str = field(default="st_gs", metadata=_h("the search's estimator (st_gs: GDAS)"))
     search_seeds: int = field(default=2, metadata=_h("independent searches (seeds 0..N-1)"))
-    search_epochs: int = field(default=10, metadata=_h("epochs of each search"))
-    retrain_seeds: int = field(default=3, metadata=_h("seeds of every retrained cell"))
-    retrain_epochs: int = field(default=10, metadata=_h("epochs of each retraining"))
-    random_cells: int = field(default=3, metadata=_h("random cells (uniform operation per edge), each retrained with the retrain seeds"))
+    search_epochs: int = field(default=15, metadata=_h("epochs of each search over --search-train-subset"))
+    search_train_subset: int = field(default=20_000, metadata=_h("search: training images for the weights (0: all)"))
+    lr: float = field(default=0.05, metadata=_h("search: the weights' SGD learning rate (cosine to --lr-min)"))
     tau0: float = field(default=10.0, metadata=_h("search: tau at step 0"))
     tau_end: float = field(default=0.1, metadata=_h("search: tau at the last step"))
     arch_lr: float = field(default=3e-3, metadata=_h("search: Adam learning rate of alpha"))
     arch_weight_decay: float = field(default=1e-3, metadata=_h("search: weight decay of alpha"))
-    retrain_lr: float = field(default=0.05, metadata=_h("retraining: SGD learning rate"))
-    search_train_subset: int = field(default=0, metadata=_h("search: training images for the weights (0: --train-subset)"))
+    train_subset: int = field(default=20_000, metadata=_h("retraining: training images (0: all)"))
+    retrain_seeds: int = field(default=3, metadata=_h("seeds of every retrained cell"))
+    retrain_epochs: int = field(default=10, metadata=_h("epochs of each retraining"))
+    retrain_lr: float = field(default=0.05, metadata=_h("retraining: SGD learning rate (cosine to 0)"))
+    random_cells: int = field(default=3, metadata=_h("random cells (uniform operation per edge), each retrained with the retrain seeds"))
     test_subset: int = field(default=0, metadata=_h("evaluate on the first N test images (0: all)"))
+    render: bool = field(default=False, metadata=_h("only redraw figures/ and table.md from --results-dir/summary.json"))
     quick: bool = field(default=False, metadata=_h("tiny run for smoke tests (digits, 1 search, 2 seeds, a few epochs)"))
 
     def with_quick_defaults(self) -> GDASConfig:
-        quick: dict[str, Any] = {"dataset": "digits", "size": 0, "ops": ",".join(NB201_OPS), "channels": 8,
-                                 "stages": 1, "search_seeds": 1, "search_epochs": 8, "retrain_seeds": 2,
-                                 "retrain_epochs": 8, "random_cells": 2, "out_dir": "runs/nas-gdas-quick",
-                                 "arch_lr": 0.05}
+        quick: dict[str, Any] = {"dataset": "digits", "size": 0, "channels": 8, "stages": 1, "search_seeds": 1,
+                                 "search_epochs": 6, "search_train_subset": 0, "train_subset": 0,
+                                 "retrain_seeds": 2, "retrain_epochs": 5, "random_cells": 2,
+                                 "out_dir": "runs/nas-gdas-quick", "arch_lr": 0.05}
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return dataclasses.replace(self, **{k: v for k, v in quick.items() if getattr(self, k) == defaults[k]})
 
@@ -519,21 +553,21 @@ class GDASConfig(CellConfig):
 
 
     def _common(self) -> dict[str, Any]:
-        names = {f.name for f in dataclasses.fields(CellConfig)} - {"out_dir", "epochs", "lr", "lr_min", "seed"}
+        names = {f.name for f in dataclasses.fields(CellConfig)} - {"out_dir", "epochs", "lr", "lr_min", "seed",
+                                                                     "train_subset"}
         return {k: getattr(self, k) for k in names}
 
     def search_config(self, seed: int) -> SearchConfig:
-        c = self._common()
-        if self.search_train_subset:
-            c["train_subset"] = self.search_train_subset
-        return SearchConfig(**c, out_dir=str(Path(self.out_dir) / f"search-{seed}"), seed=seed,
-                            epochs=self.search_epochs, estimator=self.estimator, tau0=self.tau0,
-                            tau_end=self.tau_end, arch_lr=self.arch_lr, arch_weight_decay=self.arch_weight_decay)
+        return SearchConfig(**self._common(), out_dir=str(Path(self.out_dir) / f"search-{seed}"), seed=seed,
+                            epochs=self.search_epochs, train_subset=self.search_train_subset, lr=self.lr,
+                            lr_min=self.lr_min, estimator=self.estimator, tau0=self.tau0, tau_end=self.tau_end,
+                            arch_lr=self.arch_lr, arch_weight_decay=self.arch_weight_decay)
 
     def retrain_config(self, name: str, genotype: Sequence[int], seed: int) -> RetrainConfig:
         return RetrainConfig(**self._common(), out_dir=str(Path(self.out_dir) / f"retrain-{name}-seed{seed}"),
-                             seed=seed, epochs=self.retrain_epochs, genotype=",".join(str(g) for g in genotype),
-                             lr=self.retrain_lr, test_subset=self.test_subset)
+                             seed=seed, epochs=self.retrain_epochs, train_subset=self.train_subset,
+                             genotype=",".join(str(g) for g in genotype), lr=self.retrain_lr,
+                             test_subset=self.test_subset)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -562,8 +596,8 @@ def run_gdas(config: GDASConfig, argv: Sequence[str] | None = None) -> dict[str,
     for s, r in enumerate(searches):
         cells[f"found{s}"] = tuple(r["genotype"])
     rng = random.Random(12345)  # the random cells are fixed by this seed, not by the search
-    for r in range(config.random_cells):
-        cells[f"random{r}"] = tuple(rng.randrange(len(ops)) for _ in range(n_edges))
+    for i in range(config.random_cells):
+        cells[f"random{i}"] = tuple(rng.randrange(len(ops)) for _ in range(n_edges))
     cells["allconv"] = (ops.index("conv3x3"),) * n_edges
 
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -619,10 +653,25 @@ def _usage() -> str:
     return "\n".join(lines + [f"  {n:10s} {h}" for n, h in SUBCOMMANDS.items()])
 
 
+def render_gdas(results_dir: Path) -> dict[str, Any]:
+    """Redraw ``figures/`` and ``table.md`` from ``results_dir/summary.json`` (no training)."""
+    path = results_dir / "summary.json"
+    if not path.exists():
+        raise ValueError(f"{path} not found; run the experiment first")
+    summary = json.loads(path.read_text())
+    figures.gdas_figures(summary, results_dir / "figures")
+    (results_dir / "table.md").write_text(figures.gdas_table(summary))
+    return summary
+
+
 def _gdas_main(argv: Sequence[str]) -> int:
     config = parse_config(GDASConfig, argv, prog=f"{PROG} gdas", description=SUBCOMMANDS["gdas"])
     if config.quick:
         config = config.with_quick_defaults()
+    if config.render:
+        render_gdas(Path(config.results_dir or config.out_dir))
+        print(f"redrew {config.results_dir or config.out_dir}/figures and table.md")
+        return 0
     s = run_gdas(config, argv)
     g = s["groups"]
     print(f"found cell(s) {[c['genotype_str'] for c in s['searches']]}")
