@@ -47,6 +47,7 @@ from gumbelkit.apps.nas.model import (
 )
 from gumbelkit.apps.nas.train import ArchConfig, BilevelSearch, provenance
 from gumbelkit.apps.training import StepContext, StepOutput, Task, TrainConfig, parse_config, run
+from gumbelkit.nn import ArchitectureSample
 from gumbelkit.schedules import ConstantTau, LinearTau
 
 __all__ = ["TeacherConfig", "ToyConfig", "ToyTask", "main_teacher", "main_toy", "run_teacher", "run_toy"]
@@ -67,7 +68,9 @@ class ToyConfig(TrainConfig):
 
     out_dir: str = field(default="runs/nas-toy", metadata=_h("directory for metrics, checkpoint, toy.json"))
     replicates: int = field(default=20, metadata=_h("independent searches run side by side (own target, alpha, noise)"))
-    max_steps: int = field(default=300, metadata=_h("architecture steps"))
+    seeds: int = field(default=1, metadata=_h("master seeds --seed .. --seed + N - 1, each in OUT_DIR/seed-S; summary.json over all"))
+    steps: int = field(default=300, metadata=_h("architecture steps (the temperature schedule's length)"))
+    epochs: int = field(default=1, metadata=_h("passes of --steps steps"))
     batch_size: int = field(default=32, metadata=_h("inputs x ~ U(-1, 1)^6 per replicate and step"))
     lr: float = field(default=0.1, metadata=_h("Adam learning rate of alpha"))
     estimator: str = field(default="st_gs", metadata=_h("st_gs (GDAS), another pathwise estimator, or softmax (DARTS)"))
@@ -80,10 +83,10 @@ class ToyConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.replicates < 1:
-            raise ValueError(f"replicates must be >= 1, got {self.replicates}")
-        if self.max_steps < 2:
-            raise ValueError(f"max_steps must be >= 2 for the toy, got {self.max_steps}")
+        if self.replicates < 1 or self.seeds < 1:
+            raise ValueError(f"replicates and seeds must be >= 1, got {self.replicates}, {self.seeds}")
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2, got {self.steps}")
         known = (*estimators.estimator_names("pathwise"), "softmax")
         if self.estimator not in known:
             raise ValueError(f"estimator must be one of {', '.join(known)}; got {self.estimator!r}")
@@ -104,10 +107,10 @@ class ToyTask(Task):
         self.target = torch.randint(n_ops, (config.replicates, 6), generator=g).to(device)  # (R, E)
         self.model = ScalarSupernet(config.replicates, config.estimator).to(device)
         self.schedule = (ConstantTau(1.0) if config.estimator == "softmax"
-                         else LinearTau(config.tau0, config.tau_end, config.max_steps - 1))
+                         else LinearTau(config.tau0, config.tau_end, config.epochs * config.steps - 1))
 
     def num_train_examples(self) -> int:
-        return self.config.batch_size * self.config.max_steps  # fresh inputs every step
+        return self.config.batch_size * self.config.steps  # fresh inputs every step
 
     def make_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.5, 0.999))
@@ -156,9 +159,24 @@ def run_toy(config: ToyConfig) -> dict[str, Any]:
 def main_toy(argv: Sequence[str]) -> int:
     """``gumbelkit search toy [options]``."""
     config = parse_config(ToyConfig, argv, prog="gumbelkit search toy", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    r = run_toy(config)
-    print(f"{config.estimator}: exact recovery {sum(r['recovered'])}/{r['replicates']} replicates "
-          f"({100 * r['exact_recovery']:.0f} %), edges {100 * r['edge_recovery']:.1f} %; {config.out_dir}/toy.json")
+    if config.seeds == 1:
+        r = run_toy(config)
+        print(f"{config.estimator}: exact recovery {sum(r['recovered'])}/{r['replicates']} replicates "
+              f"({100 * r['exact_recovery']:.0f} %), edges {100 * r['edge_recovery']:.1f} %; {config.out_dir}/toy.json")
+        return 0
+    prov = provenance(["toy", *argv])
+    per_seed = []
+    for s in range(config.seed, config.seed + config.seeds):
+        r = run_toy(dataclasses.replace(config, seed=s, seeds=1, out_dir=str(Path(config.out_dir) / f"seed-{s}")))
+        per_seed.append({"seed": s, "recovered": sum(r["recovered"]), "replicates": r["replicates"],
+                         "edge_recovery": r["edge_recovery"]})
+    total = sum(p["recovered"] for p in per_seed)
+    n = sum(p["replicates"] for p in per_seed)
+    summary = {"app": "nas-toy", **prov, "estimator": config.estimator, "recovered": total, "replicates": n,
+               "exact_recovery": total / n, "per_seed": per_seed, "protocol": dataclasses.asdict(config)}
+    (Path(config.out_dir) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{config.estimator}: exact recovery {total}/{n} ({100 * total / n:.1f} %) over seeds "
+          f"{config.seed}..{config.seed + config.seeds - 1}; {config.out_dir}/summary.json")
     return 0
 
 
@@ -178,7 +196,8 @@ class TeacherConfig(ArchConfig):
     channels: int = field(default=4, metadata=_h("channels per edge"))
     image_size: int = field(default=8, metadata=_h("side of the random input images"))
     smooth: float = field(default=1.0, metadata=_h("std (pixels) of the Gaussian blur of the white-noise inputs (0: none)"))
-    max_steps: int = field(default=1000, metadata=_h("weight steps (each followed by an architecture step)"))
+    steps: int = field(default=1500, metadata=_h("weight steps, each followed by an architecture step (the schedules' length)"))
+    epochs: int = field(default=1, metadata=_h("passes of --steps steps"))
     lr: float = field(default=0.05, metadata=_h("the weights' SGD learning rate (cosine)"))
     arch_lr: float = field(default=0.01, metadata=_h("Adam learning rate of alpha"))
     checkpoint_every: int = field(default=10**9, metadata=_h("steps between checkpoints (the last step always saves)"))
@@ -195,8 +214,8 @@ class TeacherConfig(ArchConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.smooth < 0:
             raise ValueError(f"smooth must be >= 0, got {self.smooth}")
-        if self.max_steps < 2:
-            raise ValueError(f"max_steps must be >= 2, got {self.max_steps}")
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2, got {self.steps}")
 
 
 def _blur(x: Tensor, std: float) -> Tensor:
@@ -233,14 +252,14 @@ class TeacherTask(BilevelSearch):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.model = WideSearchCell(config.channels, config.edges, ops, config.estimator).to(device)
-        self.total = config.max_steps
+        self.total = config.epochs * config.steps
         self._init_search()
 
     def criterion(self, out: Tensor, y: Tensor) -> Tensor:
         return F.mse_loss(out, y)
 
     def num_train_examples(self) -> int:
-        return self.config.batch_size * self.config.max_steps  # fresh images every step
+        return self.config.batch_size * self.config.steps  # fresh images every step
 
     def _batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
         c, s = self.config, self.config.image_size
@@ -256,9 +275,23 @@ class TeacherTask(BilevelSearch):
     def valid_batch(self, ctx: StepContext) -> tuple[Tensor, Tensor]:
         return self._batch(ctx)
 
+    @torch.no_grad()
+    def _mse(self) -> tuple[float, float]:
+        """(student with the derived operations, the all-zeros prediction) on fixed fresh images."""
+        g = torch.Generator(device=self.device).manual_seed(50_000 + self.config.seed)
+        c, s = self.config, self.config.image_size
+        x = _blur(torch.randn((1024, c.edges * c.channels, s, s), generator=g, device=self.device), c.smooth)
+        y = self.teacher(x)
+        genotype = torch.tensor(self.model.derive(), device=self.device)
+        arch = ArchitectureSample(F.one_hot(genotype, len(c.op_names())).float(), genotype,
+                                  torch.zeros(len(genotype)), True)
+        return float(F.mse_loss(self.model(x, arch), y)), float(y.pow(2).mean())
+
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
+        student_mse, zero_mse = self._mse()
         results = {"app": "nas-teacher", "ops": list(self.config.op_names()),
-                   "teacher_genotype": list(self.teacher_genotype), **self.search_results(step)}
+                   "teacher_genotype": list(self.teacher_genotype), "student_mse": student_mse,
+                   "zero_prediction_mse": zero_mse, **self.search_results(step)}
         (out_dir / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         return results
 
@@ -282,7 +315,8 @@ def run_teacher(config: TeacherConfig, argv: Sequence[str] = ()) -> dict[str, An
         c = dataclasses.replace(config, seed=config.seed + i, out_dir=str(Path(config.out_dir) / f"teacher-{i}"))
         r = run(c, lambda cc, d, i=i: TeacherTask(cc, d, teacher_seed=i)).outputs  # type: ignore[misc]
         runs.append({"teacher_seed": i, "teacher": r["teacher_genotype"], "student": r["genotype"],
-                     "probs": r["probs"], "process_seconds": r["process_seconds"]})
+                     "probs": r["probs"], "student_mse": r["student_mse"],
+                     "zero_prediction_mse": r["zero_prediction_mse"], "process_seconds": r["process_seconds"]})
     pairs = [(t, s) for r in runs for t, s in zip(r["teacher"], r["student"], strict=True)]
     param = [(t, s) for t, s in pairs if ops[t] not in PARAMETER_FREE]
     free = [(t, s) for t, s in pairs if ops[t] in PARAMETER_FREE]

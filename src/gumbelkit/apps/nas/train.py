@@ -384,7 +384,8 @@ class SearchTask(BilevelSearch):
         self.ops = config.op_names()
         self.model = SearchNetwork(self.ops, config.num_nodes, config.estimator, config.channels, config.stages,
                                    config.cells_per_stage, data.train_x.shape[1], int(data.train_y.max()) + 1).to(device)
-        self.total = config.max_steps or config.epochs * max(len(self.train_x) // config.batch_size, 1)
+        # the schedules' length is the planned run; --max-steps only stops early (exact --resume)
+        self.total = config.epochs * max(len(self.train_x) // config.batch_size, 1)
         self._init_search()
 
     def num_train_examples(self) -> int:
@@ -440,7 +441,8 @@ class RetrainTask(Task):
         self.model = CellNetwork(lambda c: FixedCell(c, config.num_nodes, self.ops, self.genotype), config.channels,
                                  config.stages, config.cells_per_stage, data.train_x.shape[1],
                                  int(data.train_y.max()) + 1).to(device)
-        self.total = config.max_steps or config.epochs * max(len(self.train_x) // config.batch_size, 1)
+        # the schedules' length is the planned run; --max-steps only stops early (exact --resume)
+        self.total = config.epochs * max(len(self.train_x) // config.batch_size, 1)
         self.optimizer: torch.optim.Optimizer | None = None
 
     def num_train_examples(self) -> int:
