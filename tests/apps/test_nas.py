@@ -126,8 +126,18 @@ def test_bench_cli_smoke(tmp_path: Path) -> None:
 
 def test_bad_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["search", "nope"]) == 2
-    assert "choose from: gdas, toy, teacher, bench" in capsys.readouterr().err
+    assert "choose from: gdas, toy, teacher, bench, publish" in capsys.readouterr().err
     assert cli.main(["search", "gdas", "--ops", "none,skip,foo", "--out-dir", str(tmp_path)]) == 2
     assert "unknown operation(s) ['foo']" in capsys.readouterr().err
     assert cli.main(["search", "toy", "--estimator", "bogus", "--out-dir", str(tmp_path)]) == 2
     assert "estimator must be one of" in capsys.readouterr().err
+
+
+def test_publish_renders_tables_from_the_json(tmp_path: Path) -> None:
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["search", "toy", "--seeds", "2", "--replicates", "3", "--steps", "60", "--out-dir", str(runs / "nas-toy" / "st_gs")]
+    assert cli.main(argv) == 0
+    assert cli.main(["search", "publish", "--runs", str(runs), "--results", str(results)]) == 0
+    summary = json.loads((results / "toy" / "st_gs.json").read_text())
+    assert summary["replicates"] == 6 and len(summary["per_seed"]) == 2
+    assert f"| st_gs | {summary['recovered']}/6 |" in (results / "toy" / "toy.md").read_text()

@@ -647,6 +647,7 @@ SUBCOMMANDS = {
     "toy": "exact known answer: six edges x five scalar maps, alpha trained alone",
     "teacher": "learned known answer: recover a teacher network's operations",
     "bench": "exhaustive mini-benchmark on 8x8 digits: every architecture trained, then searched",
+    "publish": "copy the toy and teacher summaries from runs/ into results/, redraw every table and figure",
 }
 
 
@@ -683,6 +684,56 @@ def _gdas_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def publish(runs: Path, results: Path) -> list[str]:
+    """Copy the summaries of ``toy`` and ``teacher`` runs into ``results`` and render every table
+    and figure of ``results`` from its JSON (nothing is trained). Returns the files written."""
+    import shutil
+
+    written: list[str] = []
+    toys: dict[str, dict[str, Any]] = {}
+    toy_runs = runs / "nas-toy"
+    for d in sorted(toy_runs.iterdir()) if toy_runs.is_dir() else []:
+        if (d / "summary.json").exists():
+            (results / "toy").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(d / "summary.json", results / "toy" / f"{d.name}.json")
+            written.append(str(results / "toy" / f"{d.name}.json"))
+    for f in sorted((results / "toy").glob("*.json")) if (results / "toy").is_dir() else []:
+        toys[f.stem] = json.loads(f.read_text())
+    if toys:
+        order = {n: i for i, n in enumerate(("st_gs", "gumbel_rao", "st", "softmax"))}
+        toys = dict(sorted(toys.items(), key=lambda kv: order.get(kv[0], 99)))
+        (results / "toy" / "toy.md").write_text(figures.toy_table(toys))
+        written.append(str(results / "toy" / "toy.md"))
+    for src, name in (("nas-teacher", "teacher"), ("nas-teacher-none", "teacher_with_none")):
+        if (runs / src / "teacher.json").exists():
+            (results / "teacher").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(runs / src / "teacher.json", results / "teacher" / f"{name}.json")
+            written.append(str(results / "teacher" / f"{name}.json"))
+    for f in sorted((results / "teacher").glob("*.json")) if (results / "teacher").is_dir() else []:
+        f.with_suffix(".md").write_text(figures.teacher_table(json.loads(f.read_text())))
+        written.append(str(f.with_suffix(".md")))
+    bench = results / "bench"
+    if (bench / "table.json").exists() and (bench / "compare.json").exists():
+        written.append(figures.bench_figure(json.loads((bench / "table.json").read_text()),
+                                            json.loads((bench / "compare.json").read_text()), bench / "figures"))
+    if (results / "gdas" / "summary.json").exists():
+        render_gdas(results / "gdas")
+        written.append(str(results / "gdas"))
+    return written
+
+
+def _publish_main(argv: Sequence[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} publish", description=SUBCOMMANDS["publish"])
+    parser.add_argument("--runs", default="runs", help="where the toy (nas-toy/<estimator>/) and teacher runs are")
+    parser.add_argument("--results", default="results/nas", help="the committed results directory")
+    args = parser.parse_args(list(argv))
+    for w in publish(Path(args.runs), Path(args.results)):
+        print(w)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gumbelkit search <experiment> [options]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -696,6 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if name == "gdas":
             return _gdas_main(rest)
+        if name == "publish":
+            return _publish_main(rest)
         if name in ("toy", "teacher"):
             from gumbelkit.apps.nas import known
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import json
 import shutil
 import sys
 import tempfile
@@ -66,6 +67,10 @@ USE_CASES = (
 )
 
 
+#: Use cases whose application is a command of its own rather than ``gumbelkit train <app>``.
+COMMAND_APPS = {"nas": ("gumbelkit.apps.nas.train", "gumbelkit search gdas")}
+
+
 def registered_app(uc: UseCase) -> str | None:
     """The name under which ``gumbelkit train`` runs this use case's application, if it exists."""
     try:
@@ -73,6 +78,77 @@ def registered_app(uc: UseCase) -> str | None:
     except ImportError:
         return None
     return next((n for n in uc.app_names if n in getattr(apps, "APPS", {})), None)
+
+
+def command_app(uc: UseCase) -> str | None:
+    """The command of a use case served by its own ``gumbelkit`` command, if it exists."""
+    if uc.key not in COMMAND_APPS:
+        return None
+    module, command = COMMAND_APPS[uc.key]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return None
+    return command
+
+
+def results_dir() -> Path | None:
+    """The repository's committed ``results/`` (from the working directory or the source tree)."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[4]):
+        if (base / "results").is_dir():
+            return base / "results"
+    return None
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def nas_results(ctx: TourContext) -> tuple[list[tuple[str, str]], FigureRef | None, dict[str, Any]]:
+    """Headline numbers of the committed architecture-search results, and one figure (copied)."""
+    root = results_dir()
+    if root is None:
+        return [], None, {}
+    gdas = _load(root / "nas" / "gdas" / "summary.json")
+    bench = _load(root / "nas" / "bench" / "compare.json")
+    toy = _load(root / "nas" / "toy" / "st_gs.json")
+    teacher = _load(root / "nas" / "teacher" / "teacher.json")
+    rows: list[tuple[str, str]] = []
+    numbers: dict[str, Any] = {}
+    if toy:
+        numbers["toy_exact_recovery"] = toy["exact_recovery"]
+        rows.append(("GDAS, exact toy (6 edges x 5 scalar maps): architectures recovered exactly",
+                     f"{toy['recovered']}/{toy['replicates']} ({100 * toy['exact_recovery']:.0f} %)"))
+    if teacher:
+        numbers["teacher_recovered_parametric"] = teacher["recovered_parametric"]
+        rows.append((f"GDAS, teacher-student ({teacher['teachers']} teachers): edges with a parametric operation recovered",
+                     f"{100 * teacher['recovered_parametric']:.1f} %"))
+    if bench:
+        sm = bench["summary"]
+        numbers["bench_median_percentile"] = {m: v["median_percentile"] for m, v in sm.items()}
+        rows.append((f"{bench['architectures']}-architecture digits benchmark, median rank percentile "
+                     "(GDAS / DARTS / REINFORCE / random)",
+                     " / ".join(f"{sm[m]['median_percentile']:.1f}" for m in ("gdas", "darts", "reinforce", "random")
+                                if m in sm)))
+    fig = None
+    if gdas:
+        g = gdas["groups"]
+        numbers["gdas_fashion"] = {k: g[k]["test_acc_mean"] for k in ("found", "random", "allconv")}
+        rows.append((f"GDAS on {gdas['protocol']['dataset']}, retrained test accuracy: found / random / all-conv cell",
+                     " / ".join(f"{100 * g[k]['test_acc_mean']:.2f} +- {100 * g[k]['test_acc_std']:.2f}"
+                                for k in ("found", "random", "allconv"))))
+        rows.append(("reference (not comparable: NAS-Bench-201 CIFAR-10, unavailable offline): GDAS", "93.61 %"))
+        src = root / "nas" / "gdas" / "figures" / "alpha_tau.png"
+        if src.exists():
+            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, ctx.fig_dir / "s7_nas_alpha_tau.png")
+            fig = FigureRef("s7_nas_alpha_tau", "figures/s7_nas_alpha_tau.png", (
+                "gumbelkit search gdas, committed result (results/nas/gdas, not rerun by the tour): softmax(alpha) "
+                "of each edge's five operations during the search on Fashion-MNIST, and the temperature."))
+    return rows, fig, numbers
 
 
 def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRef | None]:
@@ -135,6 +211,7 @@ def run(ctx: TourContext) -> Section:
     """The four use cases, the applications that exist, and the quick runs they offer."""
     bar = ctx.bar(f"7 {TITLE}", total=2)
     apps = {uc.key: registered_app(uc) for uc in USE_CASES}
+    commands = {uc.key: command_app(uc) for uc in USE_CASES}
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     axes = fig.subplots(len(USE_CASES), 1)
     for ax, uc in zip(axes, USE_CASES, strict=True):
@@ -168,13 +245,22 @@ def run(ctx: TourContext) -> Section:
             ]
         elif ref is not None:
             figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
+    committed: dict[str, Any] = {}
+    if commands["nas"] is not None:
+        nas_rows, nas_fig, committed["nas"] = nas_results(ctx)
+        table += nas_rows
+        if nas_fig is not None:
+            figures.append(nas_fig)
     bar.update()
     bar.close()
 
     paragraphs = []
     for uc in USE_CASES:
         app = apps[uc.key]
-        if app is None:
+        if app is None and commands[uc.key] is not None:
+            how = (f"Run it with <code>{commands[uc.key]}</code> (<code>--help</code> lists every option; "
+                   "<code>--quick</code> is a short run); its committed results are summarised below.")
+        elif app is None:
             how = "This project's application for it is not available yet."
         else:
             how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
@@ -185,16 +271,19 @@ def run(ctx: TourContext) -> Section:
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
+    def command(key: str) -> str | None:
+        return f"gumbelkit train {apps[key]}" if apps[key] is not None else commands[key]
+
     numbers = {
-        "applications": {uc.key: {"available": apps[uc.key] is not None,
-                                  "command": None if apps[uc.key] is None else f"gumbelkit train {apps[uc.key]}"}
+        "applications": {uc.key: {"available": command(uc.key) is not None, "command": command(uc.key)}
                          for uc in USE_CASES},
         "runs": runs,
+        "committed_results": committed,
         "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
     }
-    table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
+    table = [(uc.title, (f"available: {command(uc.key)}" if command(uc.key) else "not available yet"))
              for uc in USE_CASES] + table
-    n_av = sum(a is not None for a in apps.values())
+    n_av = sum(command(uc.key) is not None for uc in USE_CASES)
     ran = [k for k, v in runs.items() if v.get("ran")]
     return Section(
         number=7, key="use_cases", title=TITLE, paragraphs=paragraphs, figures=figures,
