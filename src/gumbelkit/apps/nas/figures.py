@@ -60,8 +60,13 @@ def draw_cell(ax: Any, genotype: Sequence[int], ops: Sequence[str], num_nodes: i
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops={"arrowstyle": "-|>", "color": colors.get(op, "#636363"), "lw": 2,
                                 "shrinkA": 12, "shrinkB": 12, "connectionstyle": f"arc3,rad={rad}"})
-        # the midpoint of matplotlib's arc3 curve: M + rad / 2 * (dy, -dx)
-        mx, my = (x0 + x1) / 2 + rad / 2 * (y1 - y0), (y0 + y1) / 2 - rad / 2 * (x1 - x0)
+        # a point of matplotlib's arc3 curve, the quadratic Bezier with control point
+        # M + rad * (dy, -dx); crossing curved edges (0 -> 2, 1 -> 3) get their labels away from the
+        # crossing at the middle
+        cx, cy = (x0 + x1) / 2 + rad * (y1 - y0), (y0 + y1) / 2 - rad * (x1 - x0)
+        t = 0.5 if rad == 0.0 or (i == 0 and j == num_nodes - 1) else 0.3
+        mx = (1 - t) ** 2 * x0 + 2 * t * (1 - t) * cx + t**2 * x1
+        my = (1 - t) ** 2 * y0 + 2 * t * (1 - t) * cy + t**2 * y1
         ax.text(mx, my, op, ha="center", va="center", fontsize=8, color=colors.get(op, "#636363"),
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     for j, (x, y) in pos.items():
