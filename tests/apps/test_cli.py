@@ -19,7 +19,7 @@ SMOKE_TESTS = {
     "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
     "estimators": "test_polyprog.py:test_subcommand_quick",  # every benchmark, --quick
     "search": "test_nas.py:test_search_cli_smoke",  # `gumbelkit search gdas --quick`; the other
-    # experiments of `gumbelkit search`: test_nas.py:test_{toy_cli,teacher_cli_smoke,bench_cli_smoke}
+    # experiments of `gumbelkit search`: test_nas.py:test_{toy_cli,gdas_recovers_a_teachers_operations,bench_cli_smoke}
 }
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {

@@ -95,15 +95,23 @@ def test_toy_cli(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "toy.json").read_text())["exact_recovery"] >= 0.9
 
 
-def test_teacher_cli_smoke(tmp_path: Path) -> None:
-    """`gumbelkit search teacher`: the student with its derived operations must predict the
-    teacher far better than the trivial all-zeros prediction."""
-    argv = ["search", "teacher", "--teachers", "1", "--steps", "150", "--out-dir", str(tmp_path)]
+def test_gdas_recovers_a_teachers_operations(tmp_path: Path) -> None:
+    """Learned known answer through `gumbelkit search teacher`: 3 random teachers (18 edges,
+    10 of them parametric), students trained by GDAS for 300 steps (the committed run: 1,500).
+
+    Measured (seeded, deterministic): 9 / 10 parametric edges recovered, every parameter-free
+    edge read as a parameter-free operation. A search that ignores the data (alpha's gradient
+    cut) picks uniformly: >= 8 / 10 parametric edges right by chance has probability 4e-4.
+    Trivial baseline of the student's fit: predicting zeros.
+    """
+    argv = ["search", "teacher", "--teachers", "3", "--steps", "300", "--out-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     s = json.loads((tmp_path / "teacher.json").read_text())
-    run = s["runs"][0]
-    assert run["student_mse"] < 0.25 * run["zero_prediction_mse"]
-    assert s["edges"] == 6 and sum(map(sum, s["confusion"])) == 6
+    assert s["edges"] == 18 and sum(map(sum, s["confusion"])) == 18
+    assert s["recovered_parametric"] >= 0.8, s["confusion"]
+    assert s["parameter_free_as_parameter_free"] >= 0.75, s["confusion"]
+    for run in s["runs"]:
+        assert run["student_mse"] < 0.25 * run["zero_prediction_mse"]
     assert "Confusion" in (tmp_path / "teacher.md").read_text()
 
 
