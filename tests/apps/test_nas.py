@@ -149,3 +149,25 @@ def test_publish_renders_tables_from_the_json(tmp_path: Path) -> None:
     summary = json.loads((results / "toy" / "st_gs.json").read_text())
     assert summary["replicates"] == 6 and len(summary["per_seed"]) == 2
     assert f"| st_gs | {summary['recovered']}/6 |" in (results / "toy" / "toy.md").read_text()
+
+
+def test_showcase_is_built_from_the_committed_results(tmp_path: Path) -> None:
+    """`gumbelkit search publish` writes results/nas/showcase.json (the tour's section 7) from the
+    committed JSON: its headline numbers are those files' numbers."""
+    import shutil
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "nas"
+    if not (committed / "gdas" / "summary.json").is_file():
+        pytest.skip("no committed results/nas/gdas/summary.json")
+    results = tmp_path / "nas"
+    shutil.copytree(committed, results)
+    (results / "showcase.json").unlink(missing_ok=True)
+    assert cli.main(["search", "publish", "--runs", str(tmp_path / "no-runs"), "--results", str(results)]) == 0
+    show = json.loads((results / "showcase.json").read_text())
+    gdas = json.loads((committed / "gdas" / "summary.json").read_text())
+    ours = {r["metric"]: r["ours"] for r in show["headline"]}
+    found = next(v for k, v in ours.items() if "GDAS cells" in k)
+    assert found == pytest.approx(100 * gdas["groups"]["found"]["test_acc_mean"], abs=1e-9)
+    assert show["train_command"] == gdas["command"] and show["git_commit"] == gdas["commit"]
+    assert (results / show["figure"]["png"]).is_file()
+    assert json.loads((committed / "showcase.json").read_text()) == show  # the committed file is current

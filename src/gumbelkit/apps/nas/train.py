@@ -647,7 +647,8 @@ SUBCOMMANDS = {
     "toy": "exact known answer: six edges x five scalar maps, alpha trained alone",
     "teacher": "learned known answer: recover a teacher network's operations",
     "bench": "exhaustive mini-benchmark on 8x8 digits: every architecture trained, then searched",
-    "publish": "copy the toy and teacher summaries from runs/ into results/, redraw every table and figure",
+    "publish": "copy the toy and teacher summaries from runs/ into results/, redraw every table and figure, "
+               "write showcase.json",
 }
 
 
@@ -719,7 +720,63 @@ def publish(runs: Path, results: Path) -> list[str]:
     if (results / "gdas" / "summary.json").exists():
         render_gdas(results / "gdas")
         written.append(str(results / "gdas"))
+    if showcase(results) is not None:
+        written.append(str(results / "showcase.json"))
     return written
+
+
+GDAS_SOURCE = ("Dong & Yang, GDAS, CVPR 2019, on NAS-Bench-201 CIFAR-10 (a different benchmark, unavailable "
+               "offline; 240-250 search epochs): not comparable")
+
+
+def showcase(results: Path) -> dict[str, Any] | None:
+    """The application's headline numbers for the tour, built from the committed JSON in
+    ``results`` (``gdas/summary.json``, ``bench/compare.json``, ``toy/st_gs.json``,
+    ``teacher/teacher.json``); written to ``results/showcase.json``. None if there is no GDAS run."""
+    def load(rel: str) -> dict[str, Any] | None:
+        f = results / rel
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    gdas, bench, toy, teacher = (load(r) for r in ("gdas/summary.json", "bench/compare.json", "toy/st_gs.json",
+                                                   "teacher/teacher.json"))
+    if gdas is None:
+        return None
+    p, g = gdas["protocol"], gdas["groups"]
+    headline: list[dict[str, Any]] = []
+
+    def row(metric: str, ours: float, published: float | None = None, source: str | None = None) -> None:
+        headline.append({"metric": metric, "ours": ours, "published": published, "published_source": source})
+
+    if toy is not None:
+        row(f"exact toy (6 edges x 5 maps, {toy['replicates']} searches): architectures recovered exactly (%)",
+            100 * toy["exact_recovery"])
+    if teacher is not None:
+        row(f"teacher-student ({teacher['teachers']} teachers): parametric edges recovered (%)",
+            100 * teacher["recovered_parametric"])
+    if bench is not None:
+        for m, label in (("gdas", "GDAS"), ("darts", "DARTS"), ("random", "random search")):
+            if m in bench["summary"]:
+                row(f"{bench['architectures']}-cell digits benchmark: {label}'s median rank percentile (lower is better)",
+                    bench["summary"][m]["median_percentile"])
+    data = f"{p['dataset']} {p['size']}x{p['size']}" if p.get("size") else p["dataset"]
+    row(f"{data}: retrained test accuracy of the GDAS cells (%)", 100 * g["found"]["test_acc_mean"], 93.61,
+        GDAS_SOURCE)
+    row(f"{data}: retrained test accuracy of random cells (%)", 100 * g["random"]["test_acc_mean"])
+    row(f"{data}: retrained test accuracy of the all-conv3x3 cell (%)", 100 * g["allconv"]["test_acc_mean"])
+    out = {
+        "app": "nas",
+        "summary": (f"GDAS on {data}: {p['search_seeds']} searches x {p['search_epochs']} epochs, cells retrained "
+                    f"{p['retrain_epochs']} epochs x {p['retrain_seeds']} seeds; known-answer checks and the "
+                    "exhaustive digits benchmark"),
+        "train_command": gdas["command"],
+        "showcase_command": "gumbelkit search publish",
+        "git_commit": gdas["commit"],
+        "headline": headline,
+        "figure": {"png": "gdas/figures/alpha_tau.png",
+                   "caption": f"GDAS search on {data} (seed 0): softmax(alpha) of each edge's operations and tau."},
+    }
+    (results / "showcase.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
 
 
 def _publish_main(argv: Sequence[str]) -> int:
