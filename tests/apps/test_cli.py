@@ -24,6 +24,7 @@ SMOKE_TESTS = {
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
+    "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
 }
 TESTS = Path(__file__).parent
 

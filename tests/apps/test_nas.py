@@ -62,7 +62,7 @@ def test_toy_replicates_are_independent(tmp_path: Path) -> None:
 
 
 def test_search_resume_is_exact(tmp_path: Path) -> None:
-    """The architecture optimizer's state and the alpha history survive a checkpoint (Task.extra_state)."""
+    """The architecture optimizer's state and the alpha history survive a checkpoint (Task.state_dict)."""
     common = {"dataset": "digits", "size": 0, "ops": "none,skip,conv3x3,avgpool3x3", "num_nodes": 3, "channels": 4,
               "stages": 1, "train_subset": 256, "valid_subset": 128, "lr": 0.1, "arch_lr": 0.05, "log_every": 4,
               "checkpoint_every": 6, "epochs": 3}  # 4 steps per epoch

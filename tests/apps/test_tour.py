@@ -262,21 +262,3 @@ def test_vae_quick_run_contract() -> None:
     params = inspect.signature(train.quick_run).parameters
     assert "seed" in params
     assert {"results", "figure"} <= set(train.QuickResult._fields)
-
-
-def test_use_cases_show_the_committed_architecture_search_results(tmp_path: Path) -> None:
-    """Section 7 reads results/nas (no retraining): the headline numbers equal the JSON's, and the
-    committed GDAS figure is copied into the report."""
-    from gumbelkit.apps.tour import s7_use_cases
-
-    root = s7_use_cases.results_dir()
-    assert root is not None and (root / "nas" / "gdas" / "summary.json").exists()
-    ctx = TourContext(out=tmp_path, progress=False, sizes=Sizes.quick())
-    rows, fig, numbers = s7_use_cases.nas_results(ctx)
-    toy = json.loads((root / "nas" / "toy" / "st_gs.json").read_text())
-    gdas = json.loads((root / "nas" / "gdas" / "summary.json").read_text())
-    assert numbers["toy_exact_recovery"] == toy["exact_recovery"]
-    assert numbers["gdas_fashion"]["found"] == gdas["groups"]["found"]["test_acc_mean"]
-    assert any("93.61" in value for _, value in rows)  # the published number, marked as context only
-    assert fig is not None and (tmp_path / fig.path).read_bytes()[:8] == PNG_MAGIC[:8]
-    assert s7_use_cases.command_app(s7_use_cases.USE_CASES[3]) == "gumbelkit search gdas"

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_every_app_has_a_smoke_test() -> None:
     # Add the new application's smoke test below, then add its name here.
-    assert set(APPS) == {"vae"}
+    assert set(APPS) == {"vae", "textgan"}
 
 
 def test_kl_matches_torch_distributions() -> None:
@@ -103,19 +103,50 @@ def test_cli_smoke_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = tmp_path / "run"
     argv = ["--quick", "--out-dir", str(out), "--estimator", "st_gs", "--checkpoint-every", "10",
             "--log-every", "10", "--eval-every", "20", "--no-figures", "--train-subset", "600", "--test-subset", "50",
-            "--threads", "1"]
+            "--threads", "1", "--device", "cpu"]
     assert apps_main(["vae", *argv, "--max-steps", "30"]) == 0
-    assert "st_gs: test -ELBO" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "st_gs: test -ELBO" in captured.out
+    # not a terminal: plain log lines (readable names), validation results, no bar frames
+    assert "\r" not in captured.err and "[train] step 10/30 (33%)  epoch 1  loss " in captured.err
+    assert "examples/s" in captured.err and "ex_s" not in captured.err
+    valid_lines = [ln for ln in captured.err.splitlines() if ln.startswith("[valid]")]
+    assert [ln.split()[2] for ln in valid_lines] == ["20/30", "30/30"] and "neg_elbo" in valid_lines[0]
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 30
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records if r["split"] == "train"] == [10, 20, 30]
-    assert [r["step"] for r in records if r["split"] == "valid"] == [20]
+    assert [r["step"] for r in records if r["split"] == "valid"] == [20, 30]
     assert (out / "results.json").exists() and (out / "config.json").exists()
-    # resume with a longer budget: continues from 30, keeps the earlier records
-    assert main([*argv, "--max-steps", "50", "--resume"]) == 0
+    # the tiny run beats an untrained model that codes each pixel as a fair coin (784 ln 2 nats)
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["neg_elbo"] < 784 * math.log(2)
+    # the same command again refuses to replace the run
+    assert main([*argv, "--max-steps", "30"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    # resume with a longer budget, repeating nothing but what changes: continues from 30, keeps
+    # the earlier records; evaluation options may change too
+    assert main(["--out-dir", str(out), "--resume", "--max-steps", "50", "--iw-samples", "3"]) == 0
     assert load_checkpoint(out / CHECKPOINT_NAME)["step"] == 50
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records if r["split"] == "train"] == [10, 20, 30, 40, 50]
+    assert json.loads((out / "results.json").read_text())["test"]["iw_samples"] == 3
+    # what would change the trajectory is refused, with the reason
+    assert main(["--out-dir", str(out), "--resume", "--max-steps", "60", "--lr", "0.01"]) == 2
+    assert "lr is 0.01 but the checkpoint's run used 0.001" in capsys.readouterr().err
+
+
+def test_resume_rules_of_the_vae_config() -> None:
+    from gumbelkit.apps.training import config_to_dict
+
+    saved = config_to_dict(VAEConfig())
+    assert VAEConfig(iw_examples=5, iw_samples=7, test_subset=9, figures=False, epochs=200).resume_conflicts(saved) == []
+    assert VAEConfig(estimator="st").resume_conflicts(saved) == ["estimator is 'st' but the checkpoint's run used 'gs'"]
+    # a schedule that spans the whole run cannot change length
+    linear = config_to_dict(VAEConfig(schedule="linear"))
+    (reason,) = VAEConfig(schedule="linear", epochs=200).resume_conflicts(linear)
+    assert reason.startswith("epochs is 200 but the checkpoint's run used 100, and the linear schedule spans the whole run")
+    assert VAEConfig(schedule="linear", tau_total=1000, epochs=200).resume_conflicts(
+        config_to_dict(VAEConfig(schedule="linear", tau_total=1000))) == []
 
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +157,11 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     for flag in ("--estimator", "--latent-vars", "--categories", "--tau0", "--schedule", "--binarization",
                  "--data-dir", "--iw-samples", "--resume", "--seed", "--device", "--quick"):
         assert flag in text
-    assert "(default: 20)" in text and "(default: exponential)" in text
+    assert "(default: 20)" in text and "(default: exponential)" in text and "(default: auto)" in text
+    assert "--estimator {" + ",".join(estimator_names()) + "}" in text  # the choices, from the registry
+    from gumbelkit.schedules import schedule_names
+
+    assert "{" + ",".join(schedule_names()) + "}" in text and "--version" in text and "--config FILE" in text
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -16,6 +16,8 @@ __all__ = ["APPS", "main"]
 # name -> ("module:function", one-line help)
 APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
+    "textgan": ("gumbelkit.apps.textgan.train:main",
+                "Gumbel-Softmax text GAN on SeqGAN's oracle or Jane Austen (RelGAN-style)"),
 }
 
 

@@ -345,10 +345,10 @@ class BilevelSearch(Task):
         entropy = float(-(probs * probs.clamp_min(1e-30).log()).sum(-1).mean())
         return {"arch_loss": valid_loss, "arch_entropy": entropy}
 
-    def extra_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"arch_optimizer": self.arch_optimizer.state_dict(), "history": self.history}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if "arch_optimizer" in state:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
             self.history = list(state.get("history", []))
@@ -555,8 +555,9 @@ class GDASConfig(CellConfig):
 
 
     def _common(self) -> dict[str, Any]:
+        # --overwrite here replaces summary.json only; finished runs are reused, never deleted
         names = {f.name for f in dataclasses.fields(CellConfig)} - {"out_dir", "epochs", "lr", "lr_min", "seed",
-                                                                     "train_subset"}
+                                                                     "train_subset", "overwrite"}
         return {k: getattr(self, k) for k in names}
 
     def search_config(self, seed: int) -> SearchConfig:

@@ -1,8 +1,11 @@
 r"""The published small estimator benchmarks: ``gumbelkit estimators {polyprog,qp,exact}``.
 
 Each subcommand writes ``<name>.json`` (every number, with the protocol that produced it) and
-``<name>.md`` (a table rendered from that JSON) into ``results/estimators/`` (``--out`` to
-change); ``--quick`` runs a tiny version for smoke tests.
+``<name>.md`` (a table rendered from that JSON) into the run directory ``runs/estimators/``
+(``--out`` to change; it refuses to replace an earlier ``<name>.json`` there unless
+``--overwrite``, or ``--merge`` for polyprog); ``--quick`` runs a tiny version for smoke tests.
+The committed tables in ``results/estimators/`` are regenerated only when asked explicitly:
+``--out results/estimators --overwrite``.
 
 * ``polyprog`` -- ReinMax's polynomial programming (Liu et al. 2023, Sec. 6.1): 128 binary
   variables, loss :math:`\frac{1}{128}\sum_i |z_i - 0.45|^p`, :math:`p \in \{1.5, 2, 3\}`,
@@ -39,7 +42,8 @@ from gumbelkit._validation import validate_args
 
 __all__ = ["main", "run_exact", "run_polyprog", "run_qp"]
 
-DEFAULT_OUT = Path("results/estimators")
+DEFAULT_OUT = Path("runs/estimators")
+COMMITTED = Path("results/estimators")  # where the committed tables live (regenerate explicitly)
 
 POLY_ESTIMATORS = ("st", "st_gs", "gumbel_rao", "gst", "reinmax", "gs", "reinforce")
 POLY_P = (1.5, 2.0, 3.0)
@@ -237,9 +241,10 @@ def _poly_markdown(payload: dict[str, Any]) -> str:
     lines += [
         "",
         "Reference run: ../shared/REFERENCES.md (p = 2, 3 seeds). Regenerate: "
-        "`gumbelkit estimators polyprog` runs the full protocol (10 seeds, every p) in one command; "
+        f"`gumbelkit estimators polyprog --out {COMMITTED} --overwrite` runs the full protocol (10 seeds, "
+        "every p) in one command; "
         "rows with other seed counts come from separate runs merged into the same JSON: "
-        "`gumbelkit estimators polyprog --estimators NAME --p P --seeds S --merge` "
+        f"`gumbelkit estimators polyprog --out {COMMITTED} --estimators NAME --p P --seeds S --merge` "
         "(`--render` re-renders this table from the JSON).",
         "",
     ]
@@ -315,7 +320,7 @@ def _qp_markdown(payload: dict[str, Any]) -> str:
             f"| {r['tau']} | {r['label']} | {r['bias_norm']:.4g} | {r['cosine']:.4f} | "
             f"{r['variance']:.4g} | {r['mse']:.4g} |"
         )
-    lines += ["", "Regenerate: `gumbelkit estimators qp`.", ""]
+    lines += ["", f"Regenerate: `gumbelkit estimators qp --out {COMMITTED} --overwrite`.", ""]
     return "\n".join(lines)
 
 
@@ -400,57 +405,123 @@ def _exact_markdown(payload: dict[str, Any]) -> str:
         "",
         "",
     ]
-    return "\n".join(head) + D.to_markdown(payload["results"]) + "\nRegenerate: `gumbelkit estimators exact`.\n"
+    return "\n".join(head) + D.to_markdown(payload["results"]) + (
+        f"\nRegenerate: `gumbelkit estimators exact --out {COMMITTED} --overwrite`.\n")
 
 
 # --------------------------------------------------------------------------- CLI
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gumbelkit estimators", description="Published small estimator benchmarks.")
+    from gumbelkit.apps.cli import version
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="gumbelkit estimators", description="Published small estimator benchmarks.",
+                                formatter_class=fmt)
+    p.add_argument("--version", action="version", version=version())
     sub = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default results/estimators)")
-        sp.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-        sp.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+        sp.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (the committed tables: --out {COMMITTED} --overwrite)")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace the benchmark's files already in --out")
+        sp.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds)")
+        sp.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads")
 
-    pp = sub.add_parser("polyprog", help="ReinMax's polynomial programming table")
+    names = ", ".join(E.estimator_names())
+    pp = sub.add_parser("polyprog", help="ReinMax's polynomial programming table", formatter_class=fmt,
+                        description="ReinMax's polynomial programming (Liu et al. 2023, Sec. 6.1).")
     common(pp)
-    pp.add_argument("--estimators", default=",".join(POLY_ESTIMATORS), help="comma-separated registry names")
-    pp.add_argument("--p", default="1.5,2,3", help="comma-separated exponents")
-    pp.add_argument("--seeds", type=int, default=10)
-    pp.add_argument("--steps", type=int, default=8000)
-    pp.add_argument("--steps-per-epoch", type=int, default=200)
-    pp.add_argument("--batch", type=int, default=64)
-    pp.add_argument("--lr", type=float, default=1e-3)
-    pp.add_argument("--tau", type=float, default=1.0)
-    pp.add_argument("--k", type=int, default=10, help="Gumbel-Rao samples")
-    pp.add_argument("--render", action="store_true", help="only re-render polyprog.md from polyprog.json")
-    pp.add_argument(
-        "--merge", action="store_true", help="keep rows of an existing polyprog.json for other (estimator, p)"
-    )
+    pp.add_argument("--estimators", default=",".join(POLY_ESTIMATORS),
+                    help=f"comma-separated estimator names, from: {names}")
+    pp.add_argument("--p", default="1.5,2,3", help="comma-separated exponents p of the loss mean|z - 0.45|^p")
+    pp.add_argument("--seeds", type=_positive_int, default=10, help="seeds (independent runs) per estimator and p")
+    pp.add_argument("--steps", type=_positive_int, default=8000, help="Adam steps per run")
+    pp.add_argument("--steps-per-epoch", type=_positive_int, default=200,
+                    help="steps per epoch; the reported value is the mean loss of the last epoch")
+    pp.add_argument("--batch", type=_positive_int, default=64, help="samples per step")
+    pp.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    pp.add_argument("--tau", type=_positive_float, default=1.0, help="temperature (ReinMax needs >= 1)")
+    pp.add_argument("--k", type=_positive_int, default=10, help="Gumbel-Rao Monte Carlo samples K")
+    pp.add_argument("--render", action="store_true", help="only re-render polyprog.md from polyprog.json in --out")
+    pp.add_argument("--merge", action="store_true",
+                    help="update an existing polyprog.json in --out: replace its rows of these (estimator, p), "
+                    "keep the others")
 
-    qp = sub.add_parser("qp", help="Gumbel-Rao's quadratic program: bias/variance vs tau")
+    qp = sub.add_parser("qp", help="Gumbel-Rao's quadratic program: bias/variance vs tau", formatter_class=fmt,
+                        description="Gumbel-Rao's quadratic program on the 3-simplex (Paulus et al. 2021).")
     common(qp)
-    qp.add_argument("--draws", type=int, default=20000)
-    qp.add_argument("--taus", default="0.1,0.25,0.5,1,2,5")
+    qp.add_argument("--draws", type=_positive_int, default=20000, help="gradient draws per (estimator, tau) cell")
+    qp.add_argument("--taus", default="0.1,0.25,0.5,1,2,5", help="comma-separated temperatures")
 
-    ex = sub.add_parser("exact", help="exact-gradient comparison on a synthetic 8x4 decoder")
+    ex = sub.add_parser("exact", help="exact-gradient comparison on a synthetic 8x4 decoder", formatter_class=fmt,
+                        description="Every estimator against the exact gradient (enumeration) of a synthetic "
+                        "categorical decoder objective.")
     common(ex)
-    ex.add_argument("--draws", type=int, default=2000)
-    ex.add_argument("--tau", type=float, default=1.0)
-    ex.add_argument("--vars", type=int, default=8)
-    ex.add_argument("--cats", type=int, default=4)
+    ex.add_argument("--draws", type=_positive_int, default=2000, help="gradient draws per estimator")
+    ex.add_argument("--tau", type=_positive_float, default=1.0, help="temperature")
+    ex.add_argument("--vars", type=_positive_int, default=8, help="categorical variables (enumeration: cats^vars)")
+    ex.add_argument("--cats", type=_positive_int, default=4, help="categories per variable")
     return p
 
 
+def _refuse_overwrite(out: Path, name: str, overwrite: bool, merge: bool = False) -> None:
+    """An earlier result in ``out`` is replaced only when asked (``--overwrite``, or ``--merge``)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    existing = [p for p in (out / f"{name}.json", out / f"{name}.md") if p.exists()]
+    if existing and not (overwrite or merge):
+        raise ValueError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out"
+                         + (" (or --merge to update it)" if name == "polyprog" else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``gumbelkit estimators BENCHMARK [options]``."""
+    """Entry point of ``gumbelkit estimators BENCHMARK [options]``; returns the exit code (2: a bad
+    request or a filesystem error, with one line on stderr)."""
+    from gumbelkit.apps.training.errors import cli_main
+
     args = _parser().parse_args(list(argv) if argv is not None else None)
-    torch.set_num_threads(max(1, args.threads))
+    return cli_main(f"gumbelkit estimators {args.bench}", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    if not (args.bench == "polyprog" and args.render):  # --render rewrites only the table of its JSON
+        _refuse_overwrite(args.out, args.bench, args.overwrite, merge=getattr(args, "merge", False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.bench == "polyprog" and args.render:
-        payload = json.loads((args.out / "polyprog.json").read_text())
+        source = args.out / "polyprog.json"
+        if not source.is_file():
+            raise ValueError(f"--render needs {source}; run the benchmark first or pass --out")
+        payload = json.loads(source.read_text())
         (args.out / "polyprog.md").write_text(_poly_markdown(payload))
         print(f"wrote {args.out / 'polyprog.md'}")
     elif args.bench == "polyprog":

@@ -84,6 +84,8 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
             section = runner(ctx)
             section.seconds = time.perf_counter() - ts
             sections.append(section)
+            if progress and not ctx.bars:  # no bars (stderr is not a terminal): one line a section
+                print(f"[tour] {section.number}. {section.title}: {section.seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(threads)
     total = time.perf_counter() - t0

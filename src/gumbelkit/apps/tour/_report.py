@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +122,14 @@ class TourContext:
         fig.savefig(path, dpi=90, metadata={"Software": "gumbelkit tour"})
         return FigureRef(name=name, path=f"figures/{name}.png", caption=caption)
 
+    @property
+    def bars(self) -> bool:
+        """Progress bars only on a terminal: a log file gets no carriage-return frames."""
+        return self.progress and sys.stderr.isatty()
+
     def bar(self, desc: str, total: int) -> tqdm:
-        """A progress bar for one section (on stderr)."""
-        return tqdm(total=total, desc=desc, leave=True, disable=not self.progress, ncols=88,
+        """A progress bar for one section (on stderr, when it is a terminal)."""
+        return tqdm(total=total, desc=desc, leave=True, disable=not self.bars, ncols=88,
                     bar_format="{desc:<28}{percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}]")
 
 

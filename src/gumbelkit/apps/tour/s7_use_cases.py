@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import importlib
-import json
 import shutil
 import sys
 import tempfile
@@ -19,6 +18,10 @@ from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
 
 # Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
 REFERENCE_JANG_GS_NEG_ELBO = 101.5
+# SeqGAN (Yu et al. 2017), Table 1: NLL_oracle of MLE and of SeqGAN on the synthetic oracle
+REFERENCE_SEQGAN_MLE, REFERENCE_SEQGAN = 9.038, 8.736
+# Committed application results (read, never retrained by the tour), in a source checkout.
+RESULTS_DIR = Path(__file__).resolve().parents[4] / "results"
 
 TITLE = "Use cases"
 
@@ -67,10 +70,6 @@ USE_CASES = (
 )
 
 
-#: Use cases whose application is a command of its own rather than ``gumbelkit train <app>``.
-COMMAND_APPS = {"nas": ("gumbelkit.apps.nas.train", "gumbelkit search gdas")}
-
-
 def registered_app(uc: UseCase) -> str | None:
     """The name under which ``gumbelkit train`` runs this use case's application, if it exists."""
     try:
@@ -78,77 +77,6 @@ def registered_app(uc: UseCase) -> str | None:
     except ImportError:
         return None
     return next((n for n in uc.app_names if n in getattr(apps, "APPS", {})), None)
-
-
-def command_app(uc: UseCase) -> str | None:
-    """The command of a use case served by its own ``gumbelkit`` command, if it exists."""
-    if uc.key not in COMMAND_APPS:
-        return None
-    module, command = COMMAND_APPS[uc.key]
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return None
-    return command
-
-
-def results_dir() -> Path | None:
-    """The repository's committed ``results/`` (from the working directory or the source tree)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[4]):
-        if (base / "results").is_dir():
-            return base / "results"
-    return None
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def nas_results(ctx: TourContext) -> tuple[list[tuple[str, str]], FigureRef | None, dict[str, Any]]:
-    """Headline numbers of the committed architecture-search results, and one figure (copied)."""
-    root = results_dir()
-    if root is None:
-        return [], None, {}
-    gdas = _load(root / "nas" / "gdas" / "summary.json")
-    bench = _load(root / "nas" / "bench" / "compare.json")
-    toy = _load(root / "nas" / "toy" / "st_gs.json")
-    teacher = _load(root / "nas" / "teacher" / "teacher.json")
-    rows: list[tuple[str, str]] = []
-    numbers: dict[str, Any] = {}
-    if toy:
-        numbers["toy_exact_recovery"] = toy["exact_recovery"]
-        rows.append(("GDAS, exact toy (6 edges x 5 scalar maps): architectures recovered exactly",
-                     f"{toy['recovered']}/{toy['replicates']} ({100 * toy['exact_recovery']:.0f} %)"))
-    if teacher:
-        numbers["teacher_recovered_parametric"] = teacher["recovered_parametric"]
-        rows.append((f"GDAS, teacher-student ({teacher['teachers']} teachers): edges with a parametric operation recovered",
-                     f"{100 * teacher['recovered_parametric']:.1f} %"))
-    if bench:
-        sm = bench["summary"]
-        numbers["bench_median_percentile"] = {m: v["median_percentile"] for m, v in sm.items()}
-        rows.append((f"{bench['architectures']}-architecture digits benchmark, median rank percentile "
-                     "(GDAS / DARTS / REINFORCE / random)",
-                     " / ".join(f"{sm[m]['median_percentile']:.1f}" for m in ("gdas", "darts", "reinforce", "random")
-                                if m in sm)))
-    fig = None
-    if gdas:
-        g = gdas["groups"]
-        numbers["gdas_fashion"] = {k: g[k]["test_acc_mean"] for k in ("found", "random", "allconv")}
-        rows.append((f"GDAS on {gdas['protocol']['dataset']}, retrained test accuracy: found / random / all-conv cell",
-                     " / ".join(f"{100 * g[k]['test_acc_mean']:.2f} +- {100 * g[k]['test_acc_std']:.2f}"
-                                for k in ("found", "random", "allconv"))))
-        rows.append(("reference (not comparable: NAS-Bench-201 CIFAR-10, unavailable offline): GDAS", "93.61 %"))
-        src = root / "nas" / "gdas" / "figures" / "alpha_tau.png"
-        if src.exists():
-            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, ctx.fig_dir / "s7_nas_alpha_tau.png")
-            fig = FigureRef("s7_nas_alpha_tau", "figures/s7_nas_alpha_tau.png", (
-                "gumbelkit search gdas, committed result (results/nas/gdas, not rerun by the tour): softmax(alpha) "
-                "of each edge's five operations during the search on Fashion-MNIST, and the temperature."))
-    return rows, fig, numbers
 
 
 def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRef | None]:
@@ -184,6 +112,48 @@ def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRe
         name=name, path=f"figures/{name}.png", caption="")
 
 
+def textgan_committed(ctx: TourContext, results_dir: Path | None = None) -> tuple[dict[str, Any], FigureRef | None]:
+    """The text GAN's committed oracle results (``results/textgan/``): headline numbers and the
+    quality-diversity figure, copied into the report. Nothing is trained."""
+    results_root = results_dir or RESULTS_DIR
+    base = results_root / "textgan"
+    try:
+        from gumbelkit.apps.textgan.report import load_runs, position, verdict
+    except ImportError:
+        return {"available": False, "why": "the textgan application is not installed"}, None
+    # the full-protocol results if committed, else the reduced-budget pilot
+    oracle, root = None, base
+    for root in (base, base / "pilot"):
+        oracle = load_runs(root).get("oracle") if root.is_dir() else None
+        if oracle and oracle["mle"] is not None and oracle["gan"]:
+            break
+    if not oracle or oracle["mle"] is None or not oracle["gan"]:
+        return {"available": False, "why": f"no committed oracle results under {base}"}, None
+    figure = root / "figures" / "oracle_quality_diversity.png"
+    source = root.relative_to(results_root.parent).as_posix()
+    mle = oracle["mle"]
+    gans = [{"run": f"{g['estimator']}, beta_max={g['beta_max']:g}", "steps": g["steps"],
+             "nll_oracle": g["final"]["nll_oracle"], "nll_gen": g["final"]["nll_gen"],
+             "frontier": position(mle, g)["status"]}
+            for g in oracle["gan"]]
+    info: dict[str, Any] = {
+        "available": True, "source": f"{source} (committed; not rerun by the tour)",
+        "mle": {"epochs": mle["epochs"], "nll_oracle": mle["final"]["nll_oracle"], "nll_gen": mle["final"]["nll_gen"]},
+        "gan": gans, "best_gan": min(gans, key=lambda g: g["nll_oracle"]), "verdict": verdict(oracle),
+    }
+    ref = None
+    if figure.is_file():
+        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+        name = "s7_textgan_quality_diversity"
+        shutil.copyfile(figure, ctx.fig_dir / f"{name}.png")
+        ref = FigureRef(name, f"figures/{name}.png", (
+            f"Text GAN on SeqGAN's oracle ({source}, committed, not rerun; MLE {mle['epochs']:.0f} epochs, "
+            f"GAN runs of {', '.join(sorted({str(g['steps']) for g in gans}))} steps): the MLE generator sampled "
+            "at temperatures 0.5 to 1.2 (the frontier) and each Gumbel-Softmax GAN run as a point; lower "
+            f"is better on both axes. {info['verdict']}"))
+    return info, ref
+
+
 def _has_vae_numbers(r: dict[str, Any]) -> bool:
     test = r.get("test", {})
     return all(k in r for k in ("steps", "estimator")) and all(
@@ -211,7 +181,6 @@ def run(ctx: TourContext) -> Section:
     """The four use cases, the applications that exist, and the quick runs they offer."""
     bar = ctx.bar(f"7 {TITLE}", total=2)
     apps = {uc.key: registered_app(uc) for uc in USE_CASES}
-    commands = {uc.key: command_app(uc) for uc in USE_CASES}
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     axes = fig.subplots(len(USE_CASES), 1)
     for ax, uc in zip(axes, USE_CASES, strict=True):
@@ -224,6 +193,24 @@ def run(ctx: TourContext) -> Section:
     for uc in USE_CASES:
         app = apps[uc.key]
         if app is None:
+            continue
+        if uc.key == "textgan":
+            info, ref = textgan_committed(ctx)
+            runs[uc.key] = info
+            if info["available"]:
+                best, m = info["best_gan"], info["mle"]
+                table += [
+                    (f"Text GAN, SeqGAN oracle: MLE ({m['epochs']:.0f} epochs) NLL_oracle / NLL_gen",
+                     f"{fmt(m['nll_oracle'])} / {fmt(m['nll_gen'])} nats"),
+                    (f"Text GAN: best GAN run ({best['run']}, {best['steps']} steps) NLL_oracle / NLL_gen",
+                     f"{fmt(best['nll_oracle'])} / {fmt(best['nll_gen'])} nats"),
+                    ("reference (not from this run): SeqGAN paper NLL_oracle, MLE / SeqGAN",
+                     f"{REFERENCE_SEQGAN_MLE} / {REFERENCE_SEQGAN}"),
+                    ("Text GAN: GAN runs beyond the MLE temperature frontier",
+                     ", ".join(g["run"] for g in info["gan"] if g["frontier"] == "beyond") or "none"),
+                ]
+            if ref is not None:
+                figures.append(ref)
             continue
         info, ref = _run_quick_app(ctx, app)
         runs[uc.key] = info
@@ -245,22 +232,13 @@ def run(ctx: TourContext) -> Section:
             ]
         elif ref is not None:
             figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
-    committed: dict[str, Any] = {}
-    if commands["nas"] is not None:
-        nas_rows, nas_fig, committed["nas"] = nas_results(ctx)
-        table += nas_rows
-        if nas_fig is not None:
-            figures.append(nas_fig)
     bar.update()
     bar.close()
 
     paragraphs = []
     for uc in USE_CASES:
         app = apps[uc.key]
-        if app is None and commands[uc.key] is not None:
-            how = (f"Run it with <code>{commands[uc.key]}</code> (<code>--help</code> lists every option; "
-                   "<code>--quick</code> is a short run); its committed results are summarised below.")
-        elif app is None:
+        if app is None:
             how = "This project's application for it is not available yet."
         else:
             how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
@@ -270,20 +248,21 @@ def run(ctx: TourContext) -> Section:
                 how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
+            if runs.get(uc.key, {}).get("available"):
+                how += (f" Its committed results ({html.escape(runs[uc.key]['source'])}) are in the table below. "
+                        + html.escape(runs[uc.key]["verdict"]))
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
-    def command(key: str) -> str | None:
-        return f"gumbelkit train {apps[key]}" if apps[key] is not None else commands[key]
-
     numbers = {
-        "applications": {uc.key: {"available": command(uc.key) is not None, "command": command(uc.key)}
+        "applications": {uc.key: {"available": apps[uc.key] is not None,
+                                  "command": None if apps[uc.key] is None else f"gumbelkit train {apps[uc.key]}"}
                          for uc in USE_CASES},
         "runs": runs,
-        "committed_results": committed,
-        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
+        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO,
+                      "seqgan_2017_nll_oracle_mle": REFERENCE_SEQGAN_MLE, "seqgan_2017_nll_oracle_seqgan": REFERENCE_SEQGAN},
     }
-    table = [(uc.title, (f"available: {command(uc.key)}" if command(uc.key) else "not available yet"))
+    table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
              for uc in USE_CASES] + table
-    n_av = sum(command(uc.key) is not None for uc in USE_CASES)
+    n_av = sum(a is not None for a in apps.values())
     ran = [k for k, v in runs.items() if v.get("ran")]
     return Section(
         number=7, key="use_cases", title=TITLE, paragraphs=paragraphs, figures=figures,

