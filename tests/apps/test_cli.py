@@ -25,6 +25,7 @@ SMOKE_TESTS = {
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
     "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
+    "nas": "test_nas.py:test_toy_cli",  # `gumbelkit train nas toy` (= `gumbelkit search toy`)
 }
 TESTS = Path(__file__).parent
 

@@ -90,8 +90,9 @@ def test_search_cli_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_toy_cli(tmp_path: Path) -> None:
-    """`gumbelkit search toy`: trivial baseline: a random assignment is exact with probability 5^-6."""
-    assert cli.main(["search", "toy", "--replicates", "10", "--out-dir", str(tmp_path)]) == 0
+    """`gumbelkit train nas toy` (the application's name in `gumbelkit train`; the same as
+    `gumbelkit search toy`): trivial baseline: a random assignment is exact with probability 5^-6."""
+    assert cli.main(["train", "nas", "toy", "--replicates", "10", "--out-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "toy.json").read_text())["exact_recovery"] >= 0.9
 
 

@@ -10,7 +10,7 @@ import pytest
 from gumbelkit.apps import cli
 from gumbelkit.apps.polyprog import bench
 
-SMOKED = ("polyprog", "qp", "exact")
+SMOKED = ("polyprog", "qp", "exact", "anneal")
 
 
 def _subcommands() -> set[str]:

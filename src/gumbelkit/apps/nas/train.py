@@ -30,7 +30,6 @@ import math
 import platform
 import random
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +53,7 @@ from gumbelkit.apps.nas.model import (
     check_ops,
     genotype_str,
 )
+from gumbelkit.apps.provenance import git_state
 from gumbelkit.apps.training import (
     CheckpointError,
     StepContext,
@@ -92,24 +92,16 @@ def _h(text: str, **extra: Any) -> dict[str, Any]:
 
 
 def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The git commit (and whether the tree had changes), the command and the environment."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                                  cwd=Path(__file__).parent).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
+    """The git commit (and whether the tree had changes), the command and the environment.
 
-    frozen = Path(__file__).resolve().parents[3] / "COMMIT"  # a frozen copy of src/ (see docs)
-    if frozen.exists():
-        commit, dirty = frozen.read_text().strip(), False
-    else:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")
+    The commit comes from :func:`gumbelkit.apps.provenance.git_state`, or from the ``COMMIT``
+    file of a frozen copy of ``src/`` (a long run on ``PYTHONPATH=runs/frozen-<sha>/src`` keeps
+    the code it started with while the worktree moves on)."""
+    frozen = Path(__file__).resolve().parents[3] / "COMMIT"
+    state = ({"commit": frozen.read_text().strip(), "dirty": False} if frozen.exists() else git_state())
     return {
-        "commit": commit,
-        "dirty": dirty,
-        "command": "gumbelkit search " + " ".join(shlex.quote(a) for a in (argv or [])),
+        **state,
+        "command": shlex.join(["gumbelkit", "search", *(argv or [])]),
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads(), "machine": platform.machine()},
     }
