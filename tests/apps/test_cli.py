@@ -18,11 +18,14 @@ SMOKE_TESTS = {
     "tour": "test_tour.py:test_report_files",  # runs `gumbelkit tour --quick` via cli.main
     "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
     "estimators": "test_polyprog.py:test_subcommand_quick",  # every benchmark, --quick
+    "search": "test_nas.py:test_search_cli_smoke",  # `gumbelkit search gdas --quick`; the other
+    # experiments of `gumbelkit search`: test_nas.py:test_{toy_cli,gdas_recovers_a_teachers_operations,bench_cli_smoke}
 }
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
     "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
+    "nas": "test_nas.py:test_toy_cli",  # `gumbelkit train nas toy` (= `gumbelkit search toy`)
 }
 TESTS = Path(__file__).parent
 

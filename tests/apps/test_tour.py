@@ -274,3 +274,23 @@ def test_committed_vae_showcase_is_a_trained_model() -> None:
     loss = -(xs * np.log(rec) + (1 - xs) * np.log1p(-rec)).sum(-1)  # (recon i, input j) log-loss
     # a 200-step model reconstructs every digit as the same blurry "8" and fails this
     assert (loss.argmin(1) == np.arange(10)).sum() >= 9, loss.argmin(1)
+
+
+def test_committed_nas_showcase_is_shown_in_section_7(tmp_path: Path) -> None:
+    """Section 7 shows the architecture search's committed results/nas/showcase.json (registered
+    as `gumbelkit train nas`): its numbers equal results/nas/gdas/summary.json's, and the GDAS
+    figure is copied into the report."""
+    from gumbelkit.apps.tour import s7_use_cases
+    from gumbelkit.apps.tour._report import default_results_dir
+
+    results = default_results_dir()
+    if results is None or not (results / "nas" / "showcase.json").exists():
+        pytest.skip("no committed results/nas/showcase.json in this checkout")
+    gdas = json.loads((results / "nas" / "gdas" / "summary.json").read_text())
+    section = s7_use_cases.run(TourContext(out=tmp_path, progress=False, sizes=Sizes(), results=results))
+    shown = {r["metric"]: r["ours"] for r in section.numbers["showcases"]["nas"]["headline"]}
+    assert 100 * gdas["groups"]["found"]["test_acc_mean"] in shown.values()
+    assert 100 * gdas["groups"]["random"]["test_acc_mean"] in shown.values()
+    fig = next(f for f in section.figures if f.name == "s7_nas_showcase")
+    assert (tmp_path / fig.path).read_bytes().startswith(PNG_MAGIC)
+    assert "gumbelkit train nas" in " ".join(section.paragraphs)

@@ -18,6 +18,9 @@ APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
     "textgan": ("gumbelkit.apps.textgan.train:main",
                 "Gumbel-Softmax text GAN on SeqGAN's oracle or Jane Austen (RelGAN-style)"),
+    "nas": ("gumbelkit.apps.nas.train:main",
+            "architecture search with GDAS: `gumbelkit train nas gdas|toy|teacher|bench|publish` "
+            "(the same as `gumbelkit search ...`)"),
 }
 
 
