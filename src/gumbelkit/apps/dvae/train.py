@@ -160,6 +160,9 @@ class DVAEConfig(TrainConfig):
             raise ValueError(f"likelihood must be one of {', '.join(lik.LIKELIHOODS)} (or '' for the dataset's default); got {self.likelihood!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {self.estimator!r}")
+        if self.estimator != "vq" and self.estimator not in estimators.estimator_names("pathwise"):
+            raise ValueError(f"estimator {self.estimator!r} is not in the registry's pathwise estimators "
+                             f"{', '.join(estimators.estimator_names('pathwise'))}")
         if self.dataset == "mnist" and self.resolved_likelihood() != "bernoulli":
             raise ValueError("likelihood must be 'bernoulli' for dataset 'mnist' (the pixels are binarized)")
         if self.dataset != "mnist" and self.resolved_likelihood() == "bernoulli":
@@ -201,15 +204,19 @@ class DVAEConfig(TrainConfig):
 
 
 def build_tau_schedule(config: DVAEConfig, total_steps: int) -> Schedule:
-    """tau as a pure function of the step: cosine from ``tau0`` to ``tau_end`` over ``tau_steps``.
+    """tau as a pure function of the step: cosine from ``tau0`` to ``tau_end`` over ``tau_steps``
+    (0: three quarters of ``total_steps``), then held at ``tau_end``.
 
-    ReinMax needs tau >= 1 and the VQ-VAE has no temperature: both get a constant
-    ``max(tau0, 1)``.
+    An estimator with a minimum temperature in the registry (ReinMax: tau >= 1) cannot follow the
+    anneal and gets the constant ``max(tau0, minimum)``; the VQ-VAE has no temperature (constant 1).
     """
-    if config.estimator in ("reinmax", "vq"):
-        return ConstantTau(max(config.tau0, 1.0))
+    if config.estimator == "vq":
+        return ConstantTau(tau0=1.0)
+    floor = estimators.spec(config.estimator).tau_min
+    if floor is not None and config.tau_end < floor:
+        return ConstantTau(tau0=max(config.tau0, floor))
     steps = config.tau_steps or max((3 * total_steps) // 4, 1)
-    return CosineTau(config.tau0, config.tau_end, steps)
+    return CosineTau(tau0=config.tau0, tau_end=config.tau_end, total=steps)
 
 
 def sample_codes(logits: Tensor, estimator: str, tau: float, *, generator: torch.Generator | None = None,
@@ -235,7 +242,7 @@ def sample_codes(logits: Tensor, estimator: str, tau: float, *, generator: torch
         return gumbelkit.gumbel_softmax(logits, tau, hard=True, dim=1, generator=generator)
     if estimator == "vq":
         raise ValueError("estimator 'vq' has no sampler: the VQ-VAE picks the nearest code")
-    return estimators.sample(logits, estimator, tau, 1, generator=generator, **options).hard
+    return estimators.sample(logits, estimator, tau, 1, generator=generator, **options).output
 
 
 def _estimator_options(config: DVAEConfig) -> dict[str, Any]:
