@@ -18,10 +18,14 @@ SMOKE_TESTS = {
     "tour": "test_tour.py:test_report_files",  # runs `gumbelkit tour --quick` via cli.main
     "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
     "estimators": "test_polyprog.py:test_subcommand_quick",  # every benchmark, --quick
+    "dalle": "test_dvae.py:test_classifier_and_dalle_quick",  # `gumbelkit dalle sample` and `evaluate`
 }
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
+    "dvae": "test_dvae.py:test_train_dvae_quick_beats_independent_pixels",
+    "dalle": "test_dvae.py:test_classifier_and_dalle_quick",
+    "classifier": "test_dvae.py:test_classifier_and_dalle_quick",
 }
 TESTS = Path(__file__).parent
 

@@ -142,7 +142,8 @@ class CodePrior(nn.Module):
         """``(B, T)`` token ids -> ``(B, T, V)`` next-token logits (position t predicts token t+1)."""
         T = tokens.shape[1]
         h = self.tok(tokens) + self.pos[:T]  # (B, T, D)
-        h = self.blocks(h, mask=self.causal_mask[:T, :T], is_causal=True)
+        mask: Tensor = self.causal_mask  # type: ignore[assignment]
+        h = self.blocks(h, mask=mask[:T, :T], is_causal=True)
         return self.head(self.norm(h))  # (B, T, V)
 
 

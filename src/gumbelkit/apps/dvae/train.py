@@ -40,7 +40,7 @@ import gumbelkit
 from gumbelkit import estimators
 from gumbelkit.apps.data import CLASS_NAMES, DATASETS, image_splits, mnist_splits
 from gumbelkit.apps.dvae import likelihood as lik
-from gumbelkit.apps.dvae.model import GRID, DVAE, code_statistics, kl_uniform, kmeans
+from gumbelkit.apps.dvae.model import DVAE, GRID, code_statistics, kl_uniform, kmeans
 from gumbelkit.apps.training import (
     CheckpointError,
     StepContext,
@@ -501,9 +501,9 @@ class DVAETask(Task):
         valid = self.evaluate("valid", g)
         test = self.evaluate("test", g)
         eval_seconds = time.perf_counter() - t_eval
-        codes = {split: self.argmax_codes(split).cpu().numpy().astype(np.int16) for split in ("train", "valid", "test")}
-        np.savez_compressed(out_dir / "codes.npz", **codes,
-                            **{f"{s}_labels": self.data[f"{s}_labels"].cpu().numpy() for s in ("train", "valid", "test")})
+        codes: dict[str, Any] = {s: self.argmax_codes(s).cpu().numpy().astype(np.int16) for s in ("train", "valid", "test")}
+        labels: dict[str, Any] = {f"{s}_labels": self.data[f"{s}_labels"].cpu().numpy() for s in ("train", "valid", "test")}
+        np.savez_compressed(out_dir / "codes.npz", **codes, **labels)
         prof = self.profile(cfg.profile_steps)
         baseline = independent_pixel_nll(self.likelihood, self.data["train"].cpu(), self.data["test"].cpu())
         records = read_metrics(out_dir / "metrics.jsonl")
