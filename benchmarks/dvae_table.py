@@ -33,7 +33,7 @@ LABELS = {"gs": "Gumbel-Softmax, soft (DALL-E)", "st_gs": "ST Gumbel-Softmax", "
 DATASET_LABELS = {"mnist": "MNIST (fixed binarization, Bernoulli)", "fashion_mnist": "Fashion-MNIST (grey levels, logit-Laplace)"}
 # The table's protocol, cut for CPU (see the notes rendered with the table).
 TABLE = {"codes": 128, "steps": 2000, "batch_size": 64, "kl_warmup": 400, "width": 32}
-HEADLINE = {"codes": 512, "steps": 6000, "kl_warmup": 1000, "prior_epochs": 4, "classifier_epochs": 3, "per_class": 100}
+HEADLINE = {"codes": 512, "steps": 6000, "kl_warmup": 1000, "prior_epochs": 3, "classifier_epochs": 3, "per_class": 100}
 
 
 def table_argv(dataset: str, method: str, seed: int, runs: Path, t: dict[str, int]) -> list[str]:
