@@ -201,6 +201,77 @@ def render_dataset(dataset: str, table: dict[str, list[dict[str, Any]]]) -> tupl
     return lines + [""] + notes, summary
 
 
+def _vae_reference() -> dict[str, Any] | None:
+    """The categorical VAE's committed best test numbers (results/vae/table.json), if any."""
+    path = ROOT / "results" / "vae" / "table.json"
+    if not path.exists():
+        return None
+    t = json.loads(path.read_text())
+    rows = t.get("longer_budget") or t["rows"]
+    best = min(rows, key=lambda r: r["test_neg_elbo"])
+    return {"estimator": best["estimator"], "epochs": best["epochs"], "test_neg_elbo": best["test_neg_elbo"],
+            "test_iw_nll": best["test_iw_nll"], "iw_samples": t["iw_samples"]}
+
+
+def render_headline() -> tuple[list[str], dict[str, Any]]:
+    md: list[str] = []
+    out: dict[str, Any] = {}
+    vae = _vae_reference()
+    for dataset in DATASETS:
+        d = RESULTS / "headline" / dataset
+        if not (d / "dvae.json").exists() or not (d / "prior.json").exists():
+            continue
+        dv, pr = json.loads((d / "dvae.json").read_text()), json.loads((d / "prior.json").read_text())
+        clf = json.loads((d / "classifier.json").read_text()) if (d / "classifier.json").exists() else None
+        t, pt, gen = dv["test"], pr["test"], pr.get("generation")
+        grey = dataset != "mnist"
+        out[dataset] = {"dvae": t, "prior": pt, "generation": gen, "profile": dv["profile"],
+                        "classifier_accuracy": clf["accuracy"] if clf else None}
+        elbo = f"{t['neg_elbo_bits_per_dim']:.4f} bits/dim ({t['neg_elbo']:.1f} nats)" if grey else f"{t['neg_elbo']:.2f} nats"
+        bound = (f"{pt['neg_log_px_bound_bits_per_dim']:.4f} bits/dim" if grey else f"{pt['neg_log_px_bound_nats']:.2f} nats")
+        md += [f"### {DATASET_LABELS[dataset]}", "",
+               "| quantity | value |", "|---|---|",
+               f"| dVAE | K = {dv['codes']}, width {dv['width']}, {dv['estimator']} (soft Gumbel-Softmax), {dv['steps']} steps "
+               f"({dv['epochs']:.1f} epochs), tau {dv['config']['tau0']:g} -> {dv['final_tau']:g} |",
+               rf"| test -ELBO (one exact sample z ~ q(z\|x)) | {elbo} |",
+               f"| relaxed -ELBO at tau = {t['eval_tau']:g}; gap hard vs relaxed | "
+               f"{(t['neg_elbo_relaxed'] / (784 * math.log(2)) if grey else t['neg_elbo_relaxed']):.{4 if grey else 2}f}; "
+               f"{t['relaxed_gap_percent']:+.2f}% |",
+               f"| reconstruction through the argmax codes; MSE | "
+               f"{(t['recon_argmax_bits_per_dim'] if grey else t['recon_argmax']):.{4 if grey else 2}f} "
+               f"{'bits/dim' if grey else 'nats'}; {t['mse']:.4f} |",
+               f"| codes used on the test set; dead codes; perplexity | {t['percent_used']:.1f}% ({t['codes_used']:.0f} of "
+               f"{dv['codes']}); {t['dead_codes']:.0f}; {t['perplexity']:.1f} (sampled codes: {t['perplexity_sampled']:.1f}) |",
+               f"| independent-pixel baseline, test | "
+               f"{dv['baseline_independent_pixels']['test_bits_per_dim' if grey else 'test_nll']:.{4 if grey else 2}f} "
+               f"{'bits/dim' if grey else 'nats'} |",
+               f"| training throughput; share of a step in the Gumbel-Softmax op | {dv['throughput_examples_per_s']:.0f} "
+               f"images/s (1 thread); {100 * dv['profile']['gumbel_share']:.1f}% "
+               f"({dv['profile']['gumbel_op_ms']:.1f} of {dv['profile']['step_ms']:.1f} ms) |",
+               f"| prior (transformer, {pr['parameters'] / 1e6:.2f} M parameters, {pr['epochs']:.1f} epochs): test codes | "
+               f"{pt['bits_per_code']:.3f} bits/code given the caption, {pt['bits_per_code_marginal']:.3f} marginal "
+               f"(uniform {pt['uniform_bits_per_code']:.2f}, position-wise frequencies "
+               f"{pt['baseline_position_unigram_bits_per_code']:.3f}) |",
+               f"| bound on -log p(x): reconstruction + prior NLL of the argmax codes | {bound} |"]
+        if not grey and vae is not None:
+            md.append(f"| categorical VAE (20 x 10, `gumbelkit train vae`, {vae['estimator']}, {vae['epochs']:g} epochs), "
+                      f"same data | -ELBO {vae['test_neg_elbo']:.2f} nats; -log p(x) <= {vae['test_iw_nll']:.2f} "
+                      f"(m = {vae['iw_samples']}) |")
+            out[dataset]["vae_reference"] = vae
+        if gen is not None and clf is not None:
+            per = ", ".join(f"{k} {100 * v:.0f}%" for k, v in gen["accuracy_per_class"].items())
+            md += [f"| classifier (`gumbelkit train classifier`), test accuracy on real images | "
+                   f"{100 * clf['accuracy']['test']:.2f}%"
+                   + (f" (binarized test images: {100 * clf['accuracy']['test_binarized']:.2f}%)" if "test_binarized" in clf["accuracy"] else "")
+                   + " |",
+                   f"| generated images classified as their caption ({gen['per_class']} per caption, temperature "
+                   f"{gen['temperature']:g}) | **{100 * gen['accuracy']:.1f}%**; per class: {per} |"]
+        md += ["", f"![generated {dataset}](../results/dvae/headline/{dataset}/figures/generated.png)", "",
+               f"Reconstructions, code usage and schedules: `results/dvae/headline/{dataset}/figures/`; generated "
+               f"images with the requested classes: `results/dvae/headline/{dataset}/generated.npz`.", ""]
+    return md, out
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     table = _load_table()
     if not table:
@@ -241,7 +312,25 @@ def cmd_render(args: argparse.Namespace) -> int:
     ]
     (RESULTS / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     (RESULTS / "table.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    head_md, head = render_headline()
+    (RESULTS / "headline.json").write_text(json.dumps(head, indent=2) + "\n")
+    doc = [
+        "# Discrete VAE (DALL-E's dVAE) and text-to-image on MNIST / Fashion-MNIST", "",
+        "```bash",
+        "gumbelkit train dvae --quick                                  # < 1 minute",
+        "gumbelkit train dvae --dataset fashion_mnist --codes 512 --max-steps 6000 --kl-warmup 1000 --out-dir runs/dvae-f",
+        "gumbelkit train classifier --dataset fashion_mnist --out-dir runs/clf-f",
+        "gumbelkit train dalle --dvae-dir runs/dvae-f --classifier-dir runs/clf-f --epochs 3 --out-dir runs/dalle-f",
+        'gumbelkit dalle sample "ankle boot" --prior-dir runs/dalle-f',
+        "```", "",
+        "## Text-to-image: K = 512 dVAE + caption-conditioned prior", "",
+        *head_md,
+        "Regenerate: `python benchmarks/dvae_table.py headline --dataset mnist` and `--dataset fashion_mnist`, then "
+        "`python benchmarks/dvae_table.py render`.", "",
+        "## " + md[0].lstrip("# "), *md[1:],
+    ]
+    (ROOT / "docs" / "dvae.md").write_text("\n".join(doc) + "\n")
+    print("\n".join(doc))
     return 0
 
 

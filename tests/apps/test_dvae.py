@@ -444,3 +444,29 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for flag in ("--estimator", "--codes", "--tau-end", "--kl-warmup", "--likelihood", "--commitment", "--quick"):
         assert flag in out
+
+
+def test_tour_reads_committed_dvae_results(tmp_path: Path) -> None:
+    """The tour's use-case section shows the committed headline numbers and grid, read from JSON."""
+    from gumbelkit.apps.tour import s7_use_cases
+    from gumbelkit.apps.tour._report import Sizes, TourContext
+
+    root = tmp_path / "results"
+    d = root / "headline" / "mnist"
+    (d / "figures").mkdir(parents=True)
+    (d / "figures" / "generated.png").write_bytes(b"\x89PNG fake")
+    test = {"neg_elbo": 91.25, "neg_elbo_bits_per_dim": 0.168, "relaxed_gap_percent": 0.8, "perplexity": 200.0,
+            "percent_used": 97.0, "mse": 0.03}
+    (d / "dvae.json").write_text(json.dumps({"codes": 512, "estimator": "gs", "steps": 6000, "test": test,
+                                             "profile": {"gumbel_share": 0.3}}))
+    (d / "prior.json").write_text(json.dumps({"test": {"bits_per_code": 2.5, "uniform_bits_per_code": 9.0,
+                                                       "neg_log_px_bound_nats": 88.5,
+                                                       "neg_log_px_bound_bits_per_dim": 0.16},
+                                              "generation": {"accuracy": 0.97}}))
+    (d / "classifier.json").write_text(json.dumps({"accuracy": {"test": 0.99}}))
+    ctx = TourContext(out=tmp_path / "tour", progress=False, sizes=Sizes.quick())
+    numbers, rows, fig = s7_use_cases.committed_dvae(ctx, root)
+    assert numbers["mnist"]["neg_elbo"] == 91.25 and numbers["mnist"]["generated_accuracy"] == 0.97
+    assert any("91.25 nats" in value for _, value in rows) and any("97.0%" == value for _, value in rows)
+    assert fig is not None and (ctx.out / fig.path).read_bytes() == b"\x89PNG fake"
+    assert s7_use_cases.committed_dvae(ctx, tmp_path / "none") == ({}, [], None)

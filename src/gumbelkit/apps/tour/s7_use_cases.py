@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import json
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,9 @@ from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
 
 # Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
 REFERENCE_JANG_GS_NEG_ELBO = 101.5
+# Committed results of the dVAE application (read, never retrained, by this section): the source
+# tree's results/dvae (src/gumbelkit/apps/tour/ -> the repository root)
+DVAE_RESULTS = Path(__file__).resolve().parents[4] / "results" / "dvae"
 
 TITLE = "Use cases"
 
@@ -114,6 +118,84 @@ def _has_vae_numbers(r: dict[str, Any]) -> bool:
         k in test for k in ("neg_elbo", "iw_nll", "iw_samples"))
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def committed_dvae(ctx: TourContext, root: Path | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], FigureRef | None]:
+    """Headline numbers and one generated grid of the dVAE + prior, from the committed ``results/dvae``.
+
+    Returns:
+        ``(numbers, table rows, figure)``; empty / None for what is not committed.
+    """
+    root = DVAE_RESULTS if root is None else root
+    numbers: dict[str, Any] = {}
+    rows: list[tuple[str, str]] = []
+    figure: FigureRef | None = None
+    for dataset, label in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")):
+        d = root / "headline" / dataset
+        dvae, prior, clf = (_read_json(d / f"{n}.json") for n in ("dvae", "prior", "classifier"))
+        if dvae is None or prior is None:
+            continue
+        t, pt = dvae["test"], prior["test"]
+        entry: dict[str, Any] = {
+            "codes": dvae["codes"], "estimator": dvae["estimator"], "steps": dvae["steps"],
+            "neg_elbo": t["neg_elbo"], "neg_elbo_bits_per_dim": t["neg_elbo_bits_per_dim"],
+            "relaxed_gap_percent": t["relaxed_gap_percent"], "perplexity": t["perplexity"],
+            "percent_used": t["percent_used"], "mse": t["mse"], "gumbel_share": dvae["profile"]["gumbel_share"],
+            "prior_bits_per_code": pt["bits_per_code"], "neg_log_px_bound_nats": pt["neg_log_px_bound_nats"],
+            "neg_log_px_bound_bits_per_dim": pt["neg_log_px_bound_bits_per_dim"],
+        }
+        gen = prior.get("generation")
+        if gen is not None and clf is not None:
+            entry["generated_accuracy"] = gen["accuracy"]
+            entry["classifier_test_accuracy"] = clf["accuracy"]["test"]
+        numbers[dataset] = entry
+        elbo = (f"{fmt(t['neg_elbo'])} nats" if dataset == "mnist"
+                else f"{fmt(t['neg_elbo_bits_per_dim'])} bits/dim (MSE {fmt(t['mse'], 3)})")
+        rows += [
+            (f"dVAE, {label} (K = {dvae['codes']}, soft Gumbel-Softmax along dim=1, tau 1 -> 1/16, {dvae['steps']} steps): "
+             "test -ELBO, hard codes", elbo),
+            (f"dVAE, {label}: relaxed vs hard -ELBO gap at tau = 1/16; codes used; perplexity",
+             f"{t['relaxed_gap_percent']:+.2f}%; {t['percent_used']:.0f}%; {fmt(t['perplexity'], 3)} of {dvae['codes']}"),
+            (f"dVAE, {label}: share of a training step in the Gumbel-Softmax op (profiled)",
+             f"{100 * dvae['profile']['gumbel_share']:.0f}%"),
+            (f"prior, {label}: test codes, bits per code (uniform: {fmt(pt['uniform_bits_per_code'], 3)}); "
+             "bound on -log p(x) of dVAE + prior",
+             f"{fmt(pt['bits_per_code'], 3)}; " + (f"{fmt(pt['neg_log_px_bound_nats'])} nats" if dataset == "mnist"
+                                                  else f"{fmt(pt['neg_log_px_bound_bits_per_dim'])} bits/dim")),
+        ]
+        if "generated_accuracy" in entry:
+            rows.append((f"text-to-image, {label}: generated images classified as their caption "
+                         f"(classifier's own test accuracy {100 * entry['classifier_test_accuracy']:.1f}%)",
+                         f"{100 * entry['generated_accuracy']:.1f}%"))
+        grid = d / "figures" / "generated.png"
+        if grid.is_file():
+            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+            name = f"s7_dalle_{dataset}"
+            shutil.copyfile(grid, ctx.fig_dir / f"{name}.png")
+            acc = f" ({100 * entry['generated_accuracy']:.0f}% classified as their caption)" if "generated_accuracy" in entry else ""
+            figure = FigureRef(name, f"figures/{name}.png",
+                               f"{label} images generated from a caption (each row's class name) by the K = {dvae['codes']} "
+                               f"dVAE and its caption-conditioned transformer prior{acc}; committed results, "
+                               "not rerun by this tour (results/dvae/headline).")
+    table = _read_json(root / "table.json")
+    if table is not None:
+        for dataset, summary in table.get("datasets", {}).items():
+            if "best" in summary:
+                numbers.setdefault("table", {})[dataset] = {
+                    "best": summary["best"], "margin_to_second": summary["margin_to_second"],
+                    "unit": summary["unit"]}
+                rows.append((f"dVAE estimator comparison, {dataset} (K = {table['protocol']['codes']}, "
+                             f"{table['protocol']['steps']} steps, 3 seeds): best by test -ELBO",
+                             f"{summary['best']}, {fmt(summary['margin_to_second'], 3)} {summary['unit']} ahead "
+                             "(docs/dvae.md)"))
+    return numbers, rows, figure
+
+
 def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore[no-untyped-def]
     n = len(chain)
     ax.set_xlim(0, n)
@@ -168,6 +250,10 @@ def run(ctx: TourContext) -> Section:
             ]
         elif ref is not None:
             figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
+    dvae_numbers, dvae_rows, dvae_fig = committed_dvae(ctx)
+    table += dvae_rows
+    if dvae_fig is not None:
+        figures.append(dvae_fig)
     bar.update()
     bar.close()
 
@@ -184,6 +270,11 @@ def run(ctx: TourContext) -> Section:
                 how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
+        if uc.key == "vae" and dvae_numbers:
+            how += (" DALL-E's discrete VAE and its text-to-image prior are applications too "
+                    "(<code>gumbelkit train dvae</code>, <code>gumbelkit train dalle</code>, "
+                    "<code>gumbelkit dalle sample \"ankle boot\"</code>); the table shows their committed "
+                    "results (<code>results/dvae</code>), which this tour reads and does not rerun.")
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
     numbers = {
         "applications": {uc.key: {"available": apps[uc.key] is not None,
@@ -191,6 +282,7 @@ def run(ctx: TourContext) -> Section:
                          for uc in USE_CASES},
         "runs": runs,
         "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
+        "dvae_committed": dvae_numbers,
     }
     table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
              for uc in USE_CASES] + table
