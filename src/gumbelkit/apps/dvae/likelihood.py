@@ -1,7 +1,8 @@
 r"""Pixel likelihoods of the discrete VAE: Bernoulli, discretized logistic, discretized logit-Laplace.
 
 Every likelihood maps the decoder's output ``(B, C_out, 28, 28)`` and the data ``(B, 784)`` to
-per-image :math:`-\log p(x|z)` in nats, and to the decoder's mean image in ``[0, 1]``:
+per-image :math:`-\log p(x|z)` in nats, and to a point reconstruction in ``[0, 1]`` (the Bernoulli
+mean; the clamped logistic location; DALL-E's mapped-back sigmoid of the logit-Laplace location):
 
 * ``bernoulli`` (binary pixels, ``C_out = 1``): binary cross-entropy with logits.
 * ``logistic`` (8-bit grey levels, ``C_out = 2``: location and log-scale): the logistic
@@ -118,7 +119,8 @@ def neg_log_likelihood(name: str, out: Tensor, x: Tensor) -> Tensor:
 
 
 def mean_image(name: str, out: Tensor) -> Tensor:
-    """The decoder's expected image ``(B, 784)`` in ``[0, 1]`` (DALL-E's for the logit-Laplace)."""
+    r"""The point reconstruction ``(B, 784)`` in ``[0, 1]``: Bernoulli mean, clamped logistic location,
+    or DALL-E's :math:`(\sigma(\mu) - \epsilon) / (1 - 2\epsilon)` clamped, for the logit-Laplace."""
     _check(name)
     B = out.shape[0]
     if name == "bernoulli":

@@ -323,9 +323,9 @@ class PriorTask(Task):
         cond_t, marg_t = torch.cat(cond), torch.cat(marg)
         # -log p(x | z*) through the dVAE decoder, for the same test images
         dv = self.dvae.model
-        from gumbelkit.apps.dvae.train import _load_split_tensors
+        from gumbelkit.apps.dvae.train import load_splits
 
-        x = _load_split_tensors(dataclasses.replace(self.dvae.config, test_subset=n))["test"].to(self.device)
+        x = load_splits(dataclasses.replace(self.dvae.config, test_subset=n))["test"].to(self.device)
         recon = torch.cat([dv.nll(dv.decode(dv.one_hot(self.test_codes[s : s + 500].to(self.device))), x[s : s + 500])
                            for s in range(0, n, 500)])
         bound = recon - marg_t

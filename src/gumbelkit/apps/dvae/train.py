@@ -68,6 +68,7 @@ __all__ = [
     "cosine_lr",
     "independent_pixel_nll",
     "load_dvae",
+    "load_splits",
     "main",
     "quick_run",
     "sample_codes",
@@ -253,7 +254,9 @@ def _estimator_options(config: DVAEConfig) -> dict[str, Any]:
     return {}
 
 
-def _load_split_tensors(config: DVAEConfig) -> dict[str, Tensor]:
+def load_splits(config: DVAEConfig) -> dict[str, Tensor]:
+    """Images ``(N, 784)`` and labels of the train / valid / test splits ``config`` names (MNIST
+    fixed-binarized, Fashion-MNIST grey levels), cut to ``train_subset`` / ``test_subset``."""
     if config.dataset == "mnist":
         s: Any = mnist_splits(config.data_dir or None, binarization="fixed")
     else:
@@ -302,7 +305,7 @@ class DVAETask(Task):
     def __init__(self, config: DVAEConfig, device: torch.device) -> None:
         self.config, self.device = config, device
         self._t0 = time.perf_counter()
-        data = _load_split_tensors(config)
+        data = load_splits(config)
         self.data = {k: v.to(device) for k, v in data.items()}
         self.likelihood = config.resolved_likelihood()
         self.model = DVAE(config.codes, config.width, self.likelihood, vq=config.estimator == "vq",
