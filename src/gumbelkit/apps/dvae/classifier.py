@@ -132,12 +132,16 @@ class ClassifierTask(Task):
         return {"accuracy": float((pred == y).float().mean())}
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
+        from gumbelkit.apps.dvae.train import _argv_of, _git_commit
+
         g = torch.Generator()
         results: dict[str, Any] = {
             "app": "classifier", "dataset": self.config.dataset, "steps": step,
             "accuracy": {split: self.evaluate(split, g)["accuracy"] for split in self.eval_sets},
             "test_examples": len(self.eval_sets["test"][1]),
             "process_seconds": time.perf_counter() - self._t0,
+            "git_commit": _git_commit(),
+            "command": "gumbelkit train classifier " + " ".join(_argv_of(self.config)),
             "config": dataclasses.asdict(self.config),
         }
         (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

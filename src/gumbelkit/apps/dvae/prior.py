@@ -44,7 +44,7 @@ from torch import Tensor, nn
 import gumbelkit
 from gumbelkit.apps.data import CLASS_NAMES
 from gumbelkit.apps.dvae.model import GRID
-from gumbelkit.apps.dvae.train import cosine_lr, load_dvae
+from gumbelkit.apps.dvae.train import _argv_of, _git_commit, cosine_lr, load_dvae
 from gumbelkit.apps.training import (
     CheckpointError,
     StepContext,
@@ -354,6 +354,8 @@ class PriorTask(Task):
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "test": numbers,
             "process_seconds": time.perf_counter() - self._t0,
+            "git_commit": _git_commit(),
+            "command": "gumbelkit train dalle " + " ".join(_argv_of(cfg)),
             "config": dataclasses.asdict(cfg),
         }
         if cfg.classifier_dir:

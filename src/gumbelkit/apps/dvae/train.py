@@ -554,7 +554,7 @@ class DVAETask(Task):
 _OP_LABEL = "gumbelkit.dvae.sample_codes"
 
 
-def _argv_of(config: DVAEConfig) -> list[str]:
+def _argv_of(config: Any) -> list[str]:
     """Command-line flags that rebuild ``config`` (fields that differ from the defaults)."""
     argv: list[str] = []
     for f in dataclasses.fields(config):
