@@ -387,6 +387,7 @@ def test_classifier_and_dalle_quick(quick_dvae: Path, tmp_path: Path, capsys: py
     assert apps_main(["dalle", "--quick", "--dvae-dir", str(quick_dvae), "--classifier-dir", str(clf),
                       "--out-dir", str(prior), "--no-progress"]) == 0
     r = json.loads((prior / "results.json").read_text())
+    assert r["command"].startswith("gumbelkit train dalle ") and r["git_commit"]
     t = r["test"]
     assert t["bits_per_code"] < t["baseline_position_unigram_bits_per_code"] < t["uniform_bits_per_code"]
     assert t["bits_per_code_marginal"] >= t["bits_per_code"] - 1e-9 - t["caption_nll_nats"] / 49 / math.log(2)
@@ -470,3 +471,30 @@ def test_tour_reads_committed_dvae_results(tmp_path: Path) -> None:
     assert any("91.25 nats" in value for _, value in rows) and any("97.0%" == value for _, value in rows)
     assert fig is not None and (ctx.out / fig.path).read_bytes() == b"\x89PNG fake"
     assert s7_use_cases.committed_dvae(ctx, tmp_path / "none") == ({}, [], None)
+
+
+COMMITTED = Path(__file__).resolve().parents[2] / "results" / "dvae"
+
+
+@pytest.mark.skipif(not (COMMITTED / "headline" / "mnist" / "prior.json").is_file(),
+                    reason="no committed dVAE headline results in results/dvae")
+def test_tour_reads_the_committed_dvae_files(tmp_path: Path) -> None:
+    """Section 7 of the tour, on the repository's committed results/dvae: the numbers it shows are
+    those of the committed JSON, and the committed generated grid is copied into the report."""
+    from gumbelkit.apps.tour import s7_use_cases
+    from gumbelkit.apps.tour._report import Sizes, TourContext, fmt
+
+    d = COMMITTED / "headline" / "mnist"
+    dvae, prior = (json.loads((d / f"{n}.json").read_text()) for n in ("dvae", "prior"))
+    ctx = TourContext(out=tmp_path / "tour", progress=False, sizes=Sizes.quick())
+    numbers, rows, fig = s7_use_cases.committed_dvae(ctx)
+    m = numbers["mnist"]
+    assert m["neg_elbo"] == dvae["test"]["neg_elbo"] and m["steps"] == dvae["steps"]
+    assert m["prior_bits_per_code"] == prior["test"]["bits_per_code"]
+    assert m["generated_accuracy"] == prior["generation"]["accuracy"]
+    with np.load(d / "generated.npz") as z:  # the images the accuracy was measured on
+        assert z["images"].dtype == np.uint8 and len(z["labels"]) == 10 * prior["generation"]["per_class"]
+    assert fig is not None and (ctx.out / fig.path).read_bytes() == (d / "figures" / "generated.png").read_bytes()
+    table = json.loads((COMMITTED / "table.json").read_text())
+    assert numbers["table"]["mnist"]["best"] == table["datasets"]["mnist"]["best"]
+    assert (f"{fmt(m['neg_elbo'])} nats") in [value for _, value in rows]
