@@ -26,6 +26,7 @@ APP_SMOKE_TESTS = {
     "dvae": "test_dvae.py:test_train_dvae_quick_beats_independent_pixels",
     "dalle": "test_dvae.py:test_classifier_and_dalle_quick",
     "classifier": "test_dvae.py:test_classifier_and_dalle_quick",
+    "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
 }
 TESTS = Path(__file__).parent
 

@@ -413,7 +413,7 @@ def test_classifier_and_dalle_quick(quick_dvae: Path, tmp_path: Path, capsys: py
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["--codes", "1"], "codes"),
-    (["--estimator", "reinforce"], "invalid choice"),
+    (["--estimator", "reinforce"], "estimator must be one of"),
     (["--dataset", "fashion_mnist", "--likelihood", "bernoulli"], "likelihood must be 'logistic'"),
     (["--likelihood", "logistic"], "likelihood must be 'bernoulli'"),
     (["--tau-end", "0"], "tau_end"),
@@ -447,54 +447,28 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
 
 
-def test_tour_reads_committed_dvae_results(tmp_path: Path) -> None:
-    """The tour's use-case section shows the committed headline numbers and grid, read from JSON."""
-    from gumbelkit.apps.tour import s7_use_cases
-    from gumbelkit.apps.tour._report import Sizes, TourContext
-
-    root = tmp_path / "results"
-    d = root / "headline" / "mnist"
-    (d / "figures").mkdir(parents=True)
-    (d / "figures" / "generated.png").write_bytes(b"\x89PNG fake")
-    test = {"neg_elbo": 91.25, "neg_elbo_bits_per_dim": 0.168, "relaxed_gap_percent": 0.8, "perplexity": 200.0,
-            "percent_used": 97.0, "mse": 0.03}
-    (d / "dvae.json").write_text(json.dumps({"codes": 512, "estimator": "gs", "steps": 6000, "test": test,
-                                             "profile": {"gumbel_share": 0.3}}))
-    (d / "prior.json").write_text(json.dumps({"test": {"bits_per_code": 2.5, "uniform_bits_per_code": 9.0,
-                                                       "neg_log_px_bound_nats": 88.5,
-                                                       "neg_log_px_bound_bits_per_dim": 0.16},
-                                              "generation": {"accuracy": 0.97}}))
-    (d / "classifier.json").write_text(json.dumps({"accuracy": {"test": 0.99}}))
-    ctx = TourContext(out=tmp_path / "tour", progress=False, sizes=Sizes.quick())
-    numbers, rows, fig = s7_use_cases.committed_dvae(ctx, root)
-    assert numbers["mnist"]["neg_elbo"] == 91.25 and numbers["mnist"]["generated_accuracy"] == 0.97
-    assert any("91.25 nats" in value for _, value in rows) and any("97.0%" == value for _, value in rows)
-    assert fig is not None and (ctx.out / fig.path).read_bytes() == b"\x89PNG fake"
-    assert s7_use_cases.committed_dvae(ctx, tmp_path / "none") == ({}, [], None)
-
-
 COMMITTED = Path(__file__).resolve().parents[2] / "results" / "dvae"
 
 
-@pytest.mark.skipif(not (COMMITTED / "headline" / "mnist" / "prior.json").is_file(),
-                    reason="no committed dVAE headline results in results/dvae")
-def test_tour_reads_the_committed_dvae_files(tmp_path: Path) -> None:
-    """Section 7 of the tour, on the repository's committed results/dvae: the numbers it shows are
-    those of the committed JSON, and the committed generated grid is copied into the report."""
+@pytest.mark.skipif(not (COMMITTED / "showcase.json").is_file(), reason="no committed results/dvae/showcase.json")
+def test_tour_shows_the_committed_dvae_showcase(tmp_path: Path) -> None:
+    """Section 7 of the tour, on the repository's committed results: the dVAE's showcase numbers are
+    those of the committed headline JSON (as rendered by ``benchmarks/dvae_table.py render``) and its
+    generated grid is the committed one."""
     from gumbelkit.apps.tour import s7_use_cases
-    from gumbelkit.apps.tour._report import Sizes, TourContext, fmt
+    from gumbelkit.apps.tour._report import Sizes, TourContext
 
+    show = json.loads((COMMITTED / "showcase.json").read_text())
     d = COMMITTED / "headline" / "mnist"
     dvae, prior = (json.loads((d / f"{n}.json").read_text()) for n in ("dvae", "prior"))
-    ctx = TourContext(out=tmp_path / "tour", progress=False, sizes=Sizes.quick())
-    numbers, rows, fig = s7_use_cases.committed_dvae(ctx)
-    m = numbers["mnist"]
-    assert m["neg_elbo"] == dvae["test"]["neg_elbo"] and m["steps"] == dvae["steps"]
-    assert m["prior_bits_per_code"] == prior["test"]["bits_per_code"]
-    assert m["generated_accuracy"] == prior["generation"]["accuracy"]
+    ours = {row["metric"].split(" (")[0]: row["ours"] for row in show["headline"]}
+    assert ours["test -ELBO, hard codes"] == dvae["test"]["neg_elbo"]
+    assert ours["generated images classified as their caption"] == 100 * prior["generation"]["accuracy"]
+    assert show["train_command"] == dvae["command"] and show["git_commit"] == dvae["git_commit"]
     with np.load(d / "generated.npz") as z:  # the images the accuracy was measured on
         assert z["images"].dtype == np.uint8 and len(z["labels"]) == 10 * prior["generation"]["per_class"]
-    assert fig is not None and (ctx.out / fig.path).read_bytes() == (d / "figures" / "generated.png").read_bytes()
-    table = json.loads((COMMITTED / "table.json").read_text())
-    assert numbers["table"]["mnist"]["best"] == table["datasets"]["mnist"]["best"]
-    assert (f"{fmt(m['neg_elbo'])} nats") in [value for _, value in rows]
+    ctx = TourContext(out=tmp_path / "tour", progress=False, sizes=Sizes.quick(), results=COMMITTED.parent)
+    section = s7_use_cases.run(ctx)
+    assert section.numbers["showcases"]["dvae"]["headline"] == show["headline"]
+    fig = next(f for f in section.figures if f.name == "s7_dvae_showcase")
+    assert (ctx.out / fig.path).read_bytes() == (COMMITTED / show["figure"]["png"]).read_bytes()

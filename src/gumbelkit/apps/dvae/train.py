@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -287,14 +286,13 @@ def independent_pixel_nll(likelihood: str, train: Tensor, test: Tensor) -> float
 
 
 def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    """The commit of the code (``+dirty`` when tracked files differ), as recorded in results.json."""
+    from gumbelkit.apps.provenance import git_state
+
+    state = git_state()
+    if state["commit"] is None:
         return "unknown"
-    return out.stdout.strip() + ("+dirty" if dirty else "")
+    return state["commit"] + ("+dirty" if state["dirty"] else "")
 
 
 class DVAETask(Task):

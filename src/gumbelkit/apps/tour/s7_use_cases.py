@@ -1,4 +1,8 @@
-"""Section 7: where Gumbel-Softmax is used, and the applications of this project that exist."""
+"""Section 7: where Gumbel-Softmax is used, and the applications of this project that exist.
+
+Each application's headline numbers and figure come from its committed ``results/<app>/showcase.json``
+(written by the application's showcase command after a full run); the tour trains nothing here.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,14 @@ import html
 import importlib
 import json
 import shutil
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
+import numpy as np
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
-
-# Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
-REFERENCE_JANG_GS_NEG_ELBO = 101.5
-# Committed results of the dVAE application (read, never retrained, by this section): the source
-# tree's results/dvae (src/gumbelkit/apps/tour/ -> the repository root)
-DVAE_RESULTS = Path(__file__).resolve().parents[4] / "results" / "dvae"
 
 TITLE = "Use cases"
 
@@ -30,14 +26,14 @@ TITLE = "Use cases"
 class UseCase:
     key: str
     title: str
-    app_names: tuple[str, ...]  # names this application may have in gumbelkit.apps.APPS
+    app_names: tuple[str, ...]  # this use case's applications (their names in gumbelkit.apps.APPS)
     paragraph: str
     chain: tuple[str, ...]  # the pipeline, the Gumbel step marked with "*"
 
 
 USE_CASES = (
     UseCase(
-        "textgan", "Text GANs", ("textgan", "relgan"),
+        "textgan", "Text GANs", ("textgan",),
         "A text GAN's generator writes words one at a time, and the discriminator must "
         "backpropagate through those choices. RelGAN feeds the discriminator Gumbel-Softmax "
         "samples of each word (a near-one-hot vector times the embedding table) and anneals the "
@@ -45,14 +41,14 @@ USE_CASES = (
         ("generator LSTM", "word logits", "*Gumbel-Softmax", "y @ embeddings", "discriminator"),
     ),
     UseCase(
-        "vae", "Discrete VAEs", ("vae",),
+        "vae", "Discrete VAEs", ("vae", "dvae"),
         "A VAE with categorical latent codes (Jang et al.'s 20 x 10 model on MNIST, DALL-E's dVAE) "
         "samples its code with Gumbel-Softmax so the reconstruction loss can train the encoder; the "
         "temperature is annealed, relaxed samples are used in training and one-hot codes at test.",
         ("image x", "encoder", "code logits", "*Gumbel-Softmax", "decoder", "reconstruction"),
     ),
     UseCase(
-        "attention", "Hard attention and feature selection", ("attention", "l2x"),
+        "attention", "Hard attention and feature selection", ("l2x", "select", "glimpse"),
         "Hard attention picks a few inputs instead of averaging over all of them. L2X selects the k "
         "features that explain a prediction with a relaxed top-k (k Gumbel-Softmax draws combined "
         "by an element-wise max at tau = 0.1); Gumbel-top-k gives the exact k-subset when no "
@@ -60,7 +56,7 @@ USE_CASES = (
         ("input x", "selector scores", "*relaxed top-k", "masked x", "predictor"),
     ),
     UseCase(
-        "nas", "Architecture search", ("nas", "gdas"),
+        "nas", "Architecture search", ("nas",),
         "Differentiable architecture search chooses one operation per edge of a network cell. GDAS "
         "samples that choice with straight-through Gumbel-Softmax, so only the chosen operation is "
         "computed in the forward pass while the architecture weights still get gradients; tau "
@@ -70,132 +66,54 @@ USE_CASES = (
 )
 
 
-def registered_app(uc: UseCase) -> str | None:
-    """The name under which ``gumbelkit train`` runs this use case's application, if it exists."""
+def registered_apps(uc: UseCase) -> list[str]:
+    """The names under which ``gumbelkit train`` runs this use case's applications (those installed)."""
     try:
         apps: Any = importlib.import_module("gumbelkit.apps")
     except ImportError:
-        return None
-    return next((n for n in uc.app_names if n in getattr(apps, "APPS", {})), None)
+        return []
+    return [n for n in uc.app_names if n in getattr(apps, "APPS", {})]
 
 
-def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRef | None]:
-    """Run ``gumbelkit.apps.<app>.train.quick_run`` if the application offers one.
+def load_showcase(results: Path | None, app: str) -> dict[str, Any] | None:
+    """``results/<app>/showcase.json`` (the application's committed headline run), if present.
 
-    Its outputs go to a temporary directory; the key figure is copied into the report.
+    The file holds ``summary``, ``train_command``, ``headline`` (rows with ``metric``, ``ours``,
+    ``published``, ``published_source``) and optionally ``figure``; see docs/applications.md.
     """
-    try:
-        train: Any = importlib.import_module(f"gumbelkit.apps.{app}.train")
-    except ImportError:
-        return {"ran": False, "why": "no train module"}, None
-    if not hasattr(train, "quick_run"):
-        return {"ran": False, "why": "the application has no quick_run"}, None
-    if not ctx.sizes.run_apps:
-        return {"ran": False, "why": "skipped in --quick mode (takes more than a few seconds)"}, None
-    t0 = time.perf_counter()
-    # An application is optional to the tour: if its run fails, the report says so (and why)
-    # instead of losing the six other sections.
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"gumbelkit-tour-{app}-") as tmp:
-            result = train.quick_run(tmp, seed=ctx.seed)
-            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
-            name = f"s7_{app}_{Path(result.figure).stem}"
-            shutil.copyfile(result.figure, ctx.fig_dir / f"{name}.png")
-    except Exception as exc:  # reported in the page, in results.json and on stderr
-        why = f"quick run failed: {type(exc).__name__}: {exc}"
-        print(f"gumbelkit tour: warning: {app} {why}", file=sys.stderr)
-        return {"ran": False, "why": why}, None
-    keep = ("app", "estimator", "latent_vars", "categories", "steps", "epochs", "final_tau",
-            "binarization", "test", "valid")  # not the temporary paths, config or environment
-    summary = {k: v for k, v in result.results.items() if k in keep}
-    return {"ran": True, "seconds": time.perf_counter() - t0, "results": summary}, FigureRef(
-        name=name, path=f"figures/{name}.png", caption="")
-
-
-def _has_vae_numbers(r: dict[str, Any]) -> bool:
-    test = r.get("test", {})
-    return all(k in r for k in ("steps", "estimator")) and all(
-        k in test for k in ("neg_elbo", "iw_nll", "iw_samples"))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
+    if results is None:
         return None
+    path = results / app / "showcase.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_dir"] = str(path.parent)
+    return data
 
 
-def committed_dvae(ctx: TourContext, root: Path | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], FigureRef | None]:
-    """Headline numbers and one generated grid of the dVAE + prior, from the committed ``results/dvae``.
+def _showcase_figure(ctx: TourContext, app: str, showcase: dict[str, Any]) -> FigureRef | None:
+    """Draw the showcase's figure from its committed arrays (``image_rows``) or copy its PNG."""
+    spec = showcase.get("figure")
+    if not spec:
+        return None
+    folder = Path(showcase["_dir"])
+    name = f"s7_{app}_showcase"
+    caption = f"{spec.get('caption', '')} From the committed run ({showcase['summary']}), not retrained by the tour."
+    if spec.get("kind") == "image_rows":
+        with np.load(folder / spec["file"]) as arrays:
+            rows = [arrays[key] for key in spec["rows"].values()]
+        fig = plotting.figure(0.62 * len(rows[0]) + 1.2, 0.75 * len(rows) + 0.3)
+        plotting.image_rows(fig, rows, list(spec["rows"]))
+        return ctx.save_figure(fig, name, caption)
+    if spec.get("png"):
+        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / spec["png"], ctx.fig_dir / f"{name}.png")
+        return FigureRef(name=name, path=f"figures/{name}.png", caption=caption)
+    return None
 
-    Returns:
-        ``(numbers, table rows, figure)``; empty / None for what is not committed.
-    """
-    root = DVAE_RESULTS if root is None else root
-    numbers: dict[str, Any] = {}
-    rows: list[tuple[str, str]] = []
-    figure: FigureRef | None = None
-    for dataset, label in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")):
-        d = root / "headline" / dataset
-        dvae, prior, clf = (_read_json(d / f"{n}.json") for n in ("dvae", "prior", "classifier"))
-        if dvae is None or prior is None:
-            continue
-        t, pt = dvae["test"], prior["test"]
-        entry: dict[str, Any] = {
-            "codes": dvae["codes"], "estimator": dvae["estimator"], "steps": dvae["steps"],
-            "neg_elbo": t["neg_elbo"], "neg_elbo_bits_per_dim": t["neg_elbo_bits_per_dim"],
-            "relaxed_gap_percent": t["relaxed_gap_percent"], "perplexity": t["perplexity"],
-            "percent_used": t["percent_used"], "mse": t["mse"], "gumbel_share": dvae["profile"]["gumbel_share"],
-            "prior_bits_per_code": pt["bits_per_code"], "neg_log_px_bound_nats": pt["neg_log_px_bound_nats"],
-            "neg_log_px_bound_bits_per_dim": pt["neg_log_px_bound_bits_per_dim"],
-        }
-        gen = prior.get("generation")
-        if gen is not None and clf is not None:
-            entry["generated_accuracy"] = gen["accuracy"]
-            entry["classifier_test_accuracy"] = clf["accuracy"]["test"]
-        numbers[dataset] = entry
-        elbo = (f"{fmt(t['neg_elbo'])} nats" if dataset == "mnist"
-                else f"{fmt(t['neg_elbo_bits_per_dim'])} bits/dim (MSE {fmt(t['mse'], 3)})")
-        rows += [
-            (f"dVAE, {label} (K = {dvae['codes']}, soft Gumbel-Softmax along dim=1, tau 1 -> 1/16, {dvae['steps']} steps): "
-             "test -ELBO, hard codes", elbo),
-            (f"dVAE, {label}: relaxed vs hard -ELBO gap at tau = 1/16; codes used; perplexity",
-             f"{t['relaxed_gap_percent']:+.2f}%; {t['percent_used']:.0f}%; {fmt(t['perplexity'], 3)} of {dvae['codes']}"),
-            (f"dVAE, {label}: share of a training step in the Gumbel-Softmax op (profiled)",
-             f"{100 * dvae['profile']['gumbel_share']:.0f}%"),
-            (f"prior, {label} ({prior.get('steps', '?')} steps): test codes, bits per code (uniform: {fmt(pt['uniform_bits_per_code'], 3)}); "
-             "bound on -log p(x) of dVAE + prior",
-             f"{fmt(pt['bits_per_code'], 3)}; " + (f"{fmt(pt['neg_log_px_bound_nats'])} nats" if dataset == "mnist"
-                                                  else f"{fmt(pt['neg_log_px_bound_bits_per_dim'])} bits/dim")),
-        ]
-        if "generated_accuracy" in entry:
-            rows.append((f"text-to-image, {label}: generated images classified as their caption "
-                         f"(classifier's own test accuracy {100 * entry['classifier_test_accuracy']:.1f}%)",
-                         f"{100 * entry['generated_accuracy']:.1f}%"))
-        grid = d / "figures" / "generated.png"
-        if grid.is_file():
-            ctx.fig_dir.mkdir(parents=True, exist_ok=True)
-            name = f"s7_dalle_{dataset}"
-            shutil.copyfile(grid, ctx.fig_dir / f"{name}.png")
-            acc = f" ({100 * entry['generated_accuracy']:.0f}% classified as their caption)" if "generated_accuracy" in entry else ""
-            figure = FigureRef(name, f"figures/{name}.png",
-                               f"{label} images generated from a caption (each row's class name) by the K = {dvae['codes']} "
-                               f"dVAE and its caption-conditioned transformer prior{acc}; committed results, "
-                               "not rerun by this tour (results/dvae/headline).")
-    table = _read_json(root / "table.json")
-    if table is not None:
-        for dataset, summary in table.get("datasets", {}).items():
-            if "best" in summary:
-                seeds = sorted({s for row in summary.get("rows", {}).values() for s in row.get("seeds", [])})
-                numbers.setdefault("table", {})[dataset] = {
-                    "best": summary["best"], "margin_to_second": summary["margin_to_second"],
-                    "unit": summary["unit"], "seeds": seeds}
-                rows.append((f"dVAE estimator comparison, {dataset} (K = {table['protocol']['codes']}, "
-                             f"{table['protocol']['steps']} steps, seeds {', '.join(map(str, seeds)) or '?'}): "
-                             "best by test -ELBO",
-                             f"{summary['best']}, {fmt(summary['margin_to_second'], 3)} {summary['unit']} ahead "
-                             "(docs/dvae.md)"))
-    return numbers, rows, figure
+
+def _num(v: Any) -> str:
+    return "-" if v is None else fmt(float(v))
 
 
 def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore[no-untyped-def]
@@ -216,83 +134,61 @@ def _draw_chain(ax, chain: tuple[str, ...], title: str) -> None:  # type: ignore
 
 
 def run(ctx: TourContext) -> Section:
-    """The four use cases, the applications that exist, and the quick runs they offer."""
+    """The four use cases, the applications that exist, and their committed headline results."""
     bar = ctx.bar(f"7 {TITLE}", total=2)
-    apps = {uc.key: registered_app(uc) for uc in USE_CASES}
-    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    apps = {uc.key: registered_apps(uc) for uc in USE_CASES}
+    fig = plotting.figure(10, 4.4)
     axes = fig.subplots(len(USE_CASES), 1)
     for ax, uc in zip(axes, USE_CASES, strict=True):
         _draw_chain(ax, uc.chain, uc.title)
     figures = [ctx.save_figure(fig, "s7_use_cases", "Where the Gumbel step (orange) sits in each of the four use cases.")]
     bar.update()
 
-    runs: dict[str, dict[str, Any]] = {}
+    showcases: dict[str, dict[str, Any]] = {}
     table: list[tuple[str, str]] = []
     for uc in USE_CASES:
-        app = apps[uc.key]
-        if app is None:
-            continue
-        info, ref = _run_quick_app(ctx, app)
-        runs[uc.key] = info
-        if ref is not None and uc.key == "vae" and _has_vae_numbers(info["results"]):
-            t = info["results"]["test"]
-            figures.append(FigureRef(ref.name, ref.path, (
-                f"gumbelkit train vae --quick, run by this tour: test images (top) and their "
-                f"reconstructions through the discrete code after only {info['results']['steps']} "
-                f"steps (test -ELBO {t['neg_elbo']:.1f} nats); a short run, far from the full "
-                "training, so expect blurry digits.")))
-            table += [
-                (f"VAE quick run ({info['results']['steps']} steps, estimator {info['results']['estimator']}): test -ELBO",
-                 f"{fmt(t['neg_elbo'])} nats"),
-                (f"VAE quick run: importance-weighted bound on -log p(x), m = {t['iw_samples']}",
-                 f"{fmt(t['iw_nll'])} nats"),
-                ("VAE quick run: wall time", f"{info['seconds']:.1f} s"),
-                ("reference (not from this run): Jang et al. Table 1, Gumbel-Softmax, full training",
-                 f"{REFERENCE_JANG_GS_NEG_ELBO} nats"),
-            ]
-        elif ref is not None:
-            figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
-    dvae_numbers, dvae_rows, dvae_fig = committed_dvae(ctx)
-    table += dvae_rows
-    if dvae_fig is not None:
-        figures.append(dvae_fig)
+        for app in apps[uc.key]:
+            showcase = load_showcase(ctx.results, app)
+            if showcase is None:
+                continue
+            ref = _showcase_figure(ctx, app, showcase)
+            if ref is not None:
+                figures.append(ref)
+            showcases[app] = {k: v for k, v in showcase.items() if not k.startswith("_") and k != "config"}
+            for row in showcase.get("headline", []):
+                published = "" if row.get("published") is None else (
+                    f"; published {_num(row['published'])} ({row.get('published_source') or 'source not given'})")
+                table.append((f"{uc.title} ({app}): {row['metric']}", f"{_num(row['ours'])}{published}"))
     bar.update()
     bar.close()
 
     paragraphs = []
     for uc in USE_CASES:
-        app = apps[uc.key]
-        if app is None:
+        if not apps[uc.key]:
             how = "This project's application for it is not available yet."
         else:
-            how = f"Run it with <code>gumbelkit train {app}</code> (<code>--help</code> lists every option)."
-            if runs.get(uc.key, {}).get("why") != "the application has no quick_run":
-                how += f" <code>gumbelkit train {app} --quick</code> is a short run."
-            if str(runs.get(uc.key, {}).get("why", "")).startswith("quick run failed"):
-                how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
-            if runs.get(uc.key, {}).get("ran"):
-                how += " The tour ran its quick mode; the figure is below."
-        if uc.key == "vae" and dvae_numbers:
-            how += (" DALL-E's discrete VAE and its text-to-image prior are applications too "
-                    "(<code>gumbelkit train dvae</code>, <code>gumbelkit train dalle</code>, "
-                    "<code>gumbelkit dalle sample \"ankle boot\"</code>); the table shows their committed "
-                    "results (<code>results/dvae</code>), which this tour reads and does not rerun.")
+            how = "Run " + ", ".join(f"<code>gumbelkit train {a}</code>" for a in apps[uc.key]) + (
+                " (<code>--help</code> lists every option).")
+            for app in apps[uc.key]:
+                sc = showcases.get(app)
+                if sc is not None:
+                    how += (f" The committed {app} results below ({html.escape(sc['summary'])}) came from "
+                            f"<code>{html.escape(sc['train_command'])}</code>.")
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
     numbers = {
-        "applications": {uc.key: {"available": apps[uc.key] is not None,
-                                  "command": None if apps[uc.key] is None else f"gumbelkit train {apps[uc.key]}"}
+        "applications": {uc.key: {"available": bool(apps[uc.key]),
+                                  "commands": [f"gumbelkit train {a}" for a in apps[uc.key]]}
                          for uc in USE_CASES},
-        "runs": runs,
-        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
-        "dvae_committed": dvae_numbers,
+        "showcases": showcases,
     }
-    table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
+    table = [(uc.title, ("available: " + ", ".join(f"gumbelkit train {a}" for a in apps[uc.key])
+                         if apps[uc.key] else "not available yet"))
              for uc in USE_CASES] + table
-    n_av = sum(a is not None for a in apps.values())
-    ran = [k for k, v in runs.items() if v.get("ran")]
+    n_av = sum(bool(a) for a in apps.values())
+    shown = list(showcases)
     return Section(
         number=7, key="use_cases", title=TITLE, paragraphs=paragraphs, figures=figures,
         numbers=numbers, table=table, html_paragraphs=True,
-        headline=f"{n_av} of {len(USE_CASES)} applications available"
-        + (f"; ran {', '.join(ran)} quick" if ran else ""),
+        headline=f"{n_av} of {len(USE_CASES)} use cases have an application"
+        + (f"; committed results of {', '.join(shown)}" if shown else ""),
     )
