@@ -16,6 +16,9 @@ __all__ = ["APPS", "main"]
 # name -> ("module:function", one-line help)
 APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
+    "dvae": ("gumbelkit.apps.dvae.train:main", "DALL-E's discrete VAE (and a VQ-VAE) on MNIST / Fashion-MNIST"),
+    "dalle": ("gumbelkit.apps.dvae.prior:main", "stage 2: a caption-conditioned transformer over a dVAE's codes"),
+    "classifier": ("gumbelkit.apps.dvae.classifier:main", "a small CNN on real MNIST / Fashion-MNIST (scores generated images)"),
     "textgan": ("gumbelkit.apps.textgan.train:main",
                 "Gumbel-Softmax text GAN on SeqGAN's oracle or Jane Austen (RelGAN-style)"),
     "nas": ("gumbelkit.apps.nas.train:main",

@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gumbelkit.apps.nas.train:main",
         "architecture search with GDAS and its known-answer checks (e.g. `gumbelkit search gdas --help`)",
     ),
+    "dalle": (
+        "gumbelkit.apps.dvae.dalle:main",
+        "images from a caption with a trained dVAE + prior (e.g. `gumbelkit dalle sample \"ankle boot\" --prior-dir DIR`)",
+    ),
     "estimators": (
         "gumbelkit.apps.polyprog.bench:main",
         "run the published small estimator benchmarks (e.g. `gumbelkit estimators polyprog`)",
