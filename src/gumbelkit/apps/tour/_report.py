@@ -35,8 +35,6 @@ class Sizes:
     simplex_points: int = 1_500  # section 3: points per tau on the simplex
     tau_curve_samples: int = 20_000  # section 3: draws per tau for the E[max] / entropy curves
     tau_curve_points: int = 33  # section 3: taus on the log grid
-    polyprog_steps: int = 1_000  # section 5: Adam steps per run
-    polyprog_seeds: int = 3  # section 5: seeds per configuration
     grad_samples: int = 20_000  # section 6: gradient draws per (estimator, tau)
     grad_taus: int = 9  # section 6: taus on the log grid 0.1 .. 10
 
@@ -50,8 +48,6 @@ class Sizes:
             simplex_points=400,
             tau_curve_samples=3_000,
             tau_curve_points=17,
-            polyprog_steps=150,
-            polyprog_seeds=1,
             grad_samples=3_000,
             grad_taus=5,
         )
