@@ -32,6 +32,11 @@ def test_subcommand_quick(name: str, tmp_path) -> None:
     assert md.startswith("# ") and "|" in md
     if name == "qp":
         assert (tmp_path / "qp.png").stat().st_size > 0
+    if name in ("polyprog", "anneal"):  # the command that regenerates the result, as a user types it
+        command = f"gumbelkit estimators {name} --quick --out {tmp_path}"
+        assert payload["provenance"]["command"] == command
+    if name == "anneal":
+        assert f"Regenerate: `{command}`" in md
 
 
 def test_polyprog_merge_and_bad_estimator(tmp_path) -> None:

@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,10 +76,11 @@ def _env() -> dict[str, Any]:
     }
 
 
-def _provenance() -> dict[str, Any]:
+def _provenance(command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Git state and command; ``command`` is the equivalent ``gumbelkit estimators ...`` line."""
     from gumbelkit.apps.provenance import provenance
 
-    return provenance()
+    return provenance(command)
 
 
 def _write(out: Path, name: str, payload: dict[str, Any], markdown: str) -> None:
@@ -641,7 +643,8 @@ def _anneal_markdown(payload: dict[str, Any]) -> str:
         t = r["tau_first_last"]
         lines.append(f"| {r['estimator']} | {r['schedule']} | {t[0]:g} -> {t[1]:.3g} | {r['final_exact_loss_mean']:.4f} +- "
                      f"{r['final_exact_loss_sd']:.4f} | {r['relaxed_minus_hard_last10pct']:+.4f} | {b2:.3g} | {v:.3g} |")
-    lines += ["", "Regenerate: `gumbelkit estimators anneal`.", ""]
+    command = payload.get("provenance", {}).get("command") or "gumbelkit estimators anneal"
+    lines += ["", f"Regenerate: `{command}`.", ""]
     return "\n".join(lines)
 
 
@@ -747,7 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     request or a filesystem error, with one line on stderr)."""
     from gumbelkit.apps.training.errors import cli_main
 
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    words = list(argv) if argv is not None else sys.argv[1:]
+    args = _parser().parse_args(words)
+    args.command_words = ["gumbelkit", "estimators", *words]  # recorded in the results' provenance
     return cli_main(f"gumbelkit estimators {args.bench}", lambda: _main(args))
 
 
@@ -781,7 +786,7 @@ def _run(args: argparse.Namespace) -> int:
             names, ps, lr=args.lr, tau=args.tau, k=args.k, log_every=0 if args.quick else 500, **kw  # type: ignore[arg-type]
         )
         payload["quick"] = bool(args.quick)
-        payload["provenance"] = _provenance()
+        payload["provenance"] = _provenance(args.command_words)
         existing = args.out / "polyprog.json"
         args.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(args.out, os.O_RDONLY)  # lock the folder itself: no lock file left behind
@@ -805,7 +810,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             payload = run_anneal(names, args.p, seeds=args.seeds, steps=args.steps)
         payload["quick"] = bool(args.quick)
-        payload["provenance"] = _provenance()
+        payload["provenance"] = _provenance(args.command_words)
         _write(args.out, "anneal", payload, _anneal_markdown(payload))
     elif args.bench == "qp":
         taus = [float(x) for x in args.taus.split(",") if x]
