@@ -5,7 +5,7 @@ Gumbel noise that is never infinite, exact Gumbel-Max and Gumbel-top-k sampling,
 and module wrappers. Importing the package does no work beyond importing torch.
 """
 
-from gumbelkit import diagnostics, distributions, estimators
+from gumbelkit import diagnostics, distributions, estimators, subsets
 from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
 from gumbelkit.distributions import (
     Gumbel,
@@ -38,6 +38,17 @@ from gumbelkit.schedules import (
     get_schedule,
     schedule_names,
 )
+from gumbelkit.subsets import (
+    SubsetEstimator,
+    SubsetSample,
+    k_subset_marginals,
+    k_subset_sample,
+    max_concrete,
+    relaxed_topk,
+    sample_subset,
+    simple,
+    subset_estimator_names,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +66,8 @@ __all__ = [
     "LinearTau",
     "RelaxedBernoulli",
     "RelaxedBernoulliStraightThrough",
+    "SubsetEstimator",
+    "SubsetSample",
     "diagnostics",
     "distributions",
     "estimators",
@@ -67,8 +80,16 @@ __all__ = [
     "gumbel_softmax",
     "gumbel_softmax_sample",
     "gumbel_topk",
+    "k_subset_marginals",
+    "k_subset_sample",
+    "max_concrete",
+    "relaxed_topk",
+    "sample_subset",
     "schedule_names",
     "set_validate_args",
+    "simple",
     "straight_through",
+    "subset_estimator_names",
+    "subsets",
     "validate_args",
 ]
