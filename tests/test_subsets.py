@@ -27,13 +27,15 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _noise_for(name: str, logits: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+def _noise_for(name: str, logits: torch.Tensor, k: int, seed: int = 0, dim: int = -1) -> torch.Tensor:
     """Pre-drawn noise of the kind estimator ``name`` takes (float64)."""
     g = _gen(seed)
     if name == "l2x":
         return gumbel_noise((k, *logits.shape), dtype=torch.float64, generator=g)
     if name == "simple":
-        return torch.rand(logits.shape, dtype=torch.float64, generator=g)
+        shape = list(logits.shape)
+        shape[dim] = k
+        return torch.rand(shape, dtype=torch.float64, generator=g)
     return gumbel_noise(logits.shape, dtype=torch.float64, generator=g)
 
 
@@ -54,7 +56,7 @@ def test_registry_names_and_errors() -> None:
 def test_any_dim_equals_last_dim_with_the_same_noise(name: str, dim: int) -> None:
     k = 2
     x = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
-    noise = _noise_for(name, x, k)
+    noise = _noise_for(name, x, k, dim=dim)
     s = S.sample_subset(x, k, name, 0.7, dim, noise=noise)
     xl = x.detach().movedim(dim, -1).clone().requires_grad_(True)
     nl = noise.movedim(dim % 3 + 1, -1) if name == "l2x" else noise.movedim(dim, -1)
@@ -95,7 +97,7 @@ def test_functional_forms_match_the_registry() -> None:
     assert torch.equal(gk.gumbel_topk(x, 3, noise=g), s.indices)
     g2 = gumbel_noise((3, *x.shape), dtype=torch.float64, generator=_gen(3))
     assert torch.equal(S.max_concrete(x, 3, 0.1, noise=g2), S.sample_subset(x, 3, "l2x", 0.1, noise=g2).soft)
-    u = torch.rand(x.shape, dtype=torch.float64, generator=_gen(4))
+    u = torch.rand(3, 3, dtype=torch.float64, generator=_gen(4))
     z = S.sample_subset(x, 3, "simple", noise=u)
     assert torch.equal(S.simple(x, 3, noise=u), z.hard)
     assert torch.equal(S.k_subset_sample(x, 3, noise=u), z.indices)
@@ -414,3 +416,24 @@ def test_generator_reproducibility_and_vmap() -> None:
         batched = vmap(grad(f))(x)
     loop = torch.stack([torch.autograd.functional.jacobian(f, r) for r in x])
     torch.testing.assert_close(batched, loop)
+
+
+def test_fast_and_twice_differentiable_tables_agree() -> None:
+    from gumbelkit.subsets import _marginals, _marginals_hvp
+
+    x = 3 * torch.randn(3, 11, dtype=torch.float64, generator=_gen(41))
+    x[0, 4] = NEG_INF
+    v = torch.randn(3, 11, dtype=torch.float64, generator=_gen(42))
+    fast, graph = _marginals(x, 4), _marginals(x, 4, graph=True)
+    for a, b in zip(fast, graph, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(_marginals_hvp(x, v, 4, *fast), _marginals_hvp(x, v, 4, *graph, graph=True))
+
+
+def test_marginals_keep_precision_across_a_wide_range() -> None:
+    # a prefix far below the row's largest term still matters when a later item multiplies it:
+    # e_2 of (1e4, 0, 3e4) is dominated by 1e4 + 3e4, so items 0 and 3 are taken
+    x = torch.tensor([1e4, -1e4, 0.0, 3e4, -2e4, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(S.k_subset_marginals(x, 2), torch.tensor([1.0, 0, 0, 1.0, 0, 0], dtype=torch.float64))
+    z = S.k_subset_sample(x.expand(100, -1), 2, generator=_gen(43))
+    assert bool((z == torch.tensor([0, 3])).all())

@@ -323,6 +323,50 @@ def max_concrete(
 
 
 # --------------------------------------------------------------------------- exact k-subsets (SIMPLE)
+#
+# Tables, items 0..n-1 along the last dim:
+#   A[..., i, j] = log e_j(exp x_0, ..., exp x_{i-1})    (prefix of the first i items), (*, n+1, k+1)
+#   B[..., m, j] = log e_j(exp x_m, ..., exp x_{n-1})    (suffix from item m),          (*, n+1, k+1)
+# with e_j the elementary symmetric polynomial of degree j, so Z = e_k(exp x) = exp A[..., n, k].
+# Classifying the subsets of size j by their largest item m gives
+#   A[..., i, j] = logsumexp_{m < i} (x_m + A[..., m, j - 1]),
+# a cumulative log-sum-exp over the items: k vectorised steps (O(nk) work). Autograd never runs
+# through these forward tables; for second derivatives (create_graph=True) the backward rebuilds
+# them with an item-by-item recursion whose every operation is twice differentiable at -inf.
+
+
+def _prefix_tables(x: Tensor, k: int) -> Tensor:
+    """``A``: ``(*, n + 1, k + 1)``, by k cumulative log-sum-exps (no autograd through it)."""
+    n = x.shape[-1]
+    cols = [torch.zeros((*x.shape[:-1], n + 1), dtype=x.dtype, device=x.device)]  # e_0 = 1
+    first = torch.full((*x.shape[:-1], 1), NEG_INF, dtype=x.dtype, device=x.device)  # e_j(nothing) = 0
+    for _ in range(k):
+        # the largest item m < i of the subset, weight e^{x_m} e_{j-1}(x_{<m}); logcumsumexp keeps
+        # a running maximum, so prefixes far below the row's largest term keep their precision
+        cols.append(torch.cat([first, torch.logcumsumexp(x + cols[-1][..., :-1], dim=-1)], dim=-1))
+    return torch.stack(cols, dim=-1)
+
+
+def _prefix_expectations(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
+    r"""``E[..., i, j]``: mean of :math:`\sum_{m\in S} v_m` over the size-j subsets S of the first
+    i items, weighted by :math:`\prod_{m\in S} e^{x_m}`: ``(*, n + 1, k + 1)``.
+
+    Same classification by the largest item as ``A``: a weighted cumulative sum divided by the
+    weights' cumulative sum ``exp(A)``, taken in log space separately for the positive and
+    negative parts of the summand (each ratio is at most the summand's largest magnitude).
+    """
+    n = x.shape[-1]
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    cols = [torch.zeros((*x.shape[:-1], n + 1), dtype=x.dtype, device=x.device)]
+    for j in range(1, k + 1):
+        t = x + a[..., :-1, j - 1]  # (*, n) log weight of "largest item is m"
+        c = cols[-1][..., :-1] + v  # (*, n) the mean given m: E_{j-1}(x_{<m}) + v_m
+        base = a[..., 1:, j]
+        base = torch.where(torch.isfinite(base), base, zero)  # an empty state gets mean 0
+        pos = torch.exp(torch.logcumsumexp(t + torch.log(c.clamp(min=0)), dim=-1) - base)
+        neg = torch.exp(torch.logcumsumexp(t + torch.log((-c).clamp(min=0)), dim=-1) - base)
+        cols.append(torch.cat([torch.zeros_like(pos[..., :1]), pos - neg], dim=-1))
+    return torch.stack(cols, dim=-1)
 
 
 def _logaddexp_twice_differentiable(p: Tensor, q: Tensor) -> Tensor:
@@ -336,58 +380,25 @@ def _logaddexp_twice_differentiable(p: Tensor, q: Tensor) -> Tensor:
     return torch.where(ok, m0 + torch.log(s1), m)
 
 
-def _prefix_tables(x: Tensor, k: int) -> Tensor:
-    r"""``A[..., i, j] = log e_j(exp x_0, ..., exp x_{i-1})``: ``(*, n + 1, k + 1)``.
-
-    :math:`e_j` is the elementary symmetric polynomial of degree ``j``; the recursion
-    :math:`e_j(x_{<i+1}) = e_j(x_{<i}) + x_i\, e_{j-1}(x_{<i})` runs in log space (O(nk)).
-    """
+def _prefix_tables_graph(x: Tensor, k: int) -> Tensor:
+    """``A`` item by item, ``A[i+1, j] = logaddexp(A[i, j], A[i, j-1] + x_i)``: twice differentiable."""
     first = torch.full((*x.shape[:-1], k + 1), NEG_INF, dtype=x.dtype, device=x.device)
-    first = torch.cat([torch.zeros_like(first[..., :1]), first[..., 1:]], dim=-1)  # e_0 = 1
-    rows = [first]
-    prev = first
-    # torch.logaddexp(-inf, -inf) has a NaN gradient; only a graph (double backward) needs the safe one
-    lae = _logaddexp_twice_differentiable if torch.is_grad_enabled() and x.requires_grad else torch.logaddexp
+    prev = torch.cat([torch.zeros_like(first[..., :1]), first[..., 1:]], dim=-1)  # e_0 = 1
+    rows = [prev]
     for i in range(x.shape[-1]):
-        grow = lae(prev[..., 1:], prev[..., :-1] + x[..., i : i + 1])  # (*, k)
+        grow = _logaddexp_twice_differentiable(prev[..., 1:], prev[..., :-1] + x[..., i : i + 1])  # (*, k)
         prev = torch.cat([prev[..., :1], grow], dim=-1)  # (*, k + 1)
         rows.append(prev)
-    return torch.stack(rows, dim=-2)  # (*, n + 1, k + 1)
+    return torch.stack(rows, dim=-2)
 
 
-def _tables(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Prefix ``A`` and suffix ``B`` tables; ``B[..., m, j] = log e_j(exp x_m, ..., exp x_{n-1})``."""
-    a = _prefix_tables(x, k)
-    b = _prefix_tables(x.flip(-1), k).flip(-2)  # suffix of x = prefix of the reversed x
-    return a, b
-
-
-def _completion(a: Tensor, b: Tensor, k: int) -> Tensor:
-    """``log sum_j e_j(x_{<t}) e_{k-1-j}(x_{>t})`` for every t: ``(*, n)`` (before adding x_t)."""
-    pre = a[..., :-1, :k]  # (*, n, k): prefixes before t, sizes 0..k-1
-    post = b[..., 1:, :k].flip(-1)  # (*, n, k): suffixes after t, sizes k-1..0
-    return torch.logsumexp(pre + post, dim=-1)
-
-
-def _marginals(x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    r""":math:`\mu_t = P(t \in S)`, with the tables; :math:`p(S) \propto \exp\sum_{i\in S} x_i`."""
-    a, b = _tables(x, k)
-    log_z = a[..., -1, k : k + 1]  # (*, 1), finite: at least k unmasked categories
-    mu = torch.exp(x + _completion(a, b, k) - log_z).clamp(max=1.0)  # round-off can exceed 1
-    return mu, a, b
-
-
-def _prefix_expectations(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
-    r"""``E[..., i, j]`` = mean of :math:`\sum_{m\in S} v_m` over size-j subsets S of the first
-    i items weighted by :math:`\prod_{m\in S} e^{x_m}`: ``(*, n + 1, k + 1)``.
-
-    Convex combinations only (weights ``exp(<= 0)``), so the recursion is stable in any range.
-    """
+def _prefix_expectations_graph(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
+    """:func:`_prefix_expectations` item by item (convex combinations): twice differentiable."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     prev = torch.zeros_like(a[..., 0, :])  # (*, k + 1)
     rows = [prev]
     for i in range(x.shape[-1]):
-        cur = a[..., i + 1, 1:]  # (*, k) log weights of the new states
+        cur = a[..., i + 1, 1:]  # (*, k)
         base = torch.where(torch.isfinite(cur), cur, zero)  # an unreachable state gets weight 0
         w_skip = torch.exp(a[..., i, 1:] - base)  # item i left out
         w_take = torch.exp(a[..., i, :-1] + x[..., i : i + 1] - base)  # item i taken
@@ -397,7 +408,25 @@ def _prefix_expectations(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
     return torch.stack(rows, dim=-2)
 
 
-def _marginals_hvp(x: Tensor, v: Tensor, k: int, mu: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _tables(x: Tensor, k: int, graph: bool = False) -> tuple[Tensor, Tensor]:
+    """Prefix ``A`` and suffix ``B`` tables (``graph``: the twice-differentiable recursion)."""
+    prefix = _prefix_tables_graph if graph else _prefix_tables
+    return prefix(x, k), prefix(x.flip(-1), k).flip(-2)  # suffix of x = prefix of the reversed x
+
+
+def _marginals(x: Tensor, k: int, graph: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    r""":math:`\mu_t = P(t \in S)` and the tables, for :math:`p(S) \propto \exp\sum_{i\in S} x_i`.
+
+    :math:`\mu_t = e^{x_t} \sum_j e_j(x_{<t})\, e_{k-1-j}(x_{>t}) / Z`.
+    """
+    a, b = _tables(x, k, graph)
+    log_z = a[..., -1, k : k + 1]  # (*, 1), finite: at least k unmasked categories
+    pair = a[..., :-1, :k] + b[..., 1:, :k].flip(-1)  # (*, n, k): before t size j, after t size k-1-j
+    mu = torch.exp(x + torch.logsumexp(pair, dim=-1) - log_z).clamp(max=1.0)  # round-off can exceed 1
+    return mu, a, b
+
+
+def _marginals_hvp(x: Tensor, v: Tensor, k: int, mu: Tensor, a: Tensor, b: Tensor, graph: bool = False) -> Tensor:
     r"""The Jacobian-vector product :math:`(\partial\mu/\partial x)\, v = \mathrm{Cov}(z)\, v`.
 
     :math:`\mathrm{Cov}(z_t, S) = \mu_t\,(v_t + \mathbb E[S_{-t} \mid z_t = 1] - \mathbb E[S])` with
@@ -405,12 +434,13 @@ def _marginals_hvp(x: Tensor, v: Tensor, k: int, mu: Tensor, a: Tensor, b: Tenso
     tables. The Jacobian is symmetric (it is the Hessian of :math:`\log Z`), so this is also the
     vector-Jacobian product autograd needs. O(nk).
     """
-    ea = _prefix_expectations(x, v, a, k)  # (*, n + 1, k + 1)
-    eb = _prefix_expectations(x.flip(-1), v.flip(-1), b.flip(-2), k).flip(-2)
-    logits_pair = a[..., :-1, :k] + b[..., 1:, :k].flip(-1)  # (*, n, k)
-    c = torch.logsumexp(logits_pair, dim=-1, keepdim=True)  # (*, n, 1)
+    expect = _prefix_expectations_graph if graph else _prefix_expectations
+    ea = expect(x, v, a, k)  # (*, n + 1, k + 1)
+    eb = expect(x.flip(-1), v.flip(-1), b.flip(-2), k).flip(-2)
+    pair = a[..., :-1, :k] + b[..., 1:, :k].flip(-1)  # (*, n, k)
+    c = torch.logsumexp(pair, dim=-1, keepdim=True)  # (*, n, 1), finite when >= k unmasked
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    w = torch.exp(logits_pair - torch.where(torch.isfinite(c), c, zero))  # (*, n, k), rows sum to 1
+    w = torch.exp(pair - torch.where(torch.isfinite(c), c, zero))  # (*, n, k), rows sum to 1
     cond = (w * (ea[..., :-1, :k] + eb[..., 1:, :k].flip(-1))).sum(dim=-1)  # (*, n)
     mean = (mu * v).sum(dim=-1, keepdim=True)  # (*, 1)
     return mu * (v + cond - mean)
@@ -421,8 +451,9 @@ class _KSubsetMarginals(torch.autograd.Function):
 
     Forward and backward are O(nk) log-space dynamic programmes (categories last, compute dtype).
     The backward is the exact Hessian-vector product of :math:`\\log Z`; under
-    ``create_graph=True`` it recomputes the tables from ``x`` with autograd on, so second
-    derivatives are exact too.
+    ``create_graph=True`` it recomputes the tables from ``x`` with a twice-differentiable
+    recursion, so second derivatives are exact too. Returns ``(mu, A, B)``; the tables are
+    non-differentiable by-products (the sampler reuses ``A``).
     """
 
     generate_vmap_rule = True
@@ -445,13 +476,9 @@ class _KSubsetMarginals(torch.autograd.Function):
         k = ctx.k
         if torch.is_grad_enabled():
             # double backward: rebuild everything from x so that the graph reaches x
-            mu, a, b = _marginals(x, k)
+            mu, a, b = _marginals(x, k, graph=True)
+            return _marginals_hvp(x, grad_mu, k, mu, a, b, graph=True), None
         return _marginals_hvp(x, grad_mu, k, mu, a, b), None
-
-
-def _check_k_subset_args(logits: Tensor, k: object, dim: int) -> tuple[int, int]:
-    d, kk = _prepare(logits, k, dim)
-    return d, kk
 
 
 def k_subset_marginals(logits: Tensor, k: int, dim: int = -1) -> Tensor:
@@ -481,28 +508,33 @@ def k_subset_marginals(logits: Tensor, k: int, dim: int = -1) -> Tensor:
         >>> torch.allclose(mu, torch.full((5,), 0.4))
         True
     """
-    d, kk = _check_k_subset_args(logits, k, dim)
+    d, kk = _prepare(logits, k, dim)
     x = logits.to(compute_dtype(logits.dtype)).movedim(d, -1)
     mu = _KSubsetMarginals.apply(x, kk)[0]
     return mu.to(logits.dtype).movedim(-1, d)
 
 
 def _sample_from_tables(x: Tensor, a: Tensor, k: int, u: Tensor) -> Tensor:
-    """Exact k-hot from the conditional distribution, last item first, with uniforms ``u``."""
+    r"""Exact k-subset, largest item first: ``(*, n)`` bool with ``k`` True.
+
+    Given that ``r`` items remain to be chosen among the items below ``upper``, the largest of
+    them is ``m`` with probability :math:`\propto e^{x_m} e_{r-1}(x_{<m})` (``m < upper``):
+    one inverse-CDF draw per chosen item, ``u`` ``(*, k)`` uniforms, k vectorised steps.
+    """
     n = x.shape[-1]
-    left = torch.full(x.shape[:-1], k, dtype=torch.long, device=x.device)  # (*,) still to choose
-    taken = []
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    for i in range(n - 1, -1, -1):
-        # P(take i | `left` to choose among items 0..i) = e^{x_i} e_{left-1}(x_<i) / e_left(x_<=i)
-        prev = a[..., i, :].gather(-1, (left - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        cur = a[..., i + 1, :].gather(-1, left.unsqueeze(-1)).squeeze(-1)
-        logp = x[..., i] + prev - torch.where(torch.isfinite(cur), cur, zero)
-        p = torch.where(left > 0, torch.exp(logp).clamp(max=1.0), zero)
-        take = u[..., i] < p
-        left = left - take.long()
-        taken.append(take)
-    return torch.stack(taken[::-1], dim=-1)  # (*, n) bool, exactly k True
+    pos = torch.arange(n, device=x.device)
+    upper = torch.full((*x.shape[:-1], 1), n, dtype=torch.long, device=x.device)
+    chosen = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    for step, r in enumerate(range(k, 0, -1)):
+        logw = torch.where(pos < upper, x + a[..., :-1, r - 1], NEG_INF)  # (*, n)
+        w = torch.exp(logw - logw.amax(dim=-1, keepdim=True))  # the max is finite on a valid path
+        cdf = torch.cumsum(w, dim=-1)
+        target = u[..., step : step + 1] * cdf[..., -1:]
+        m = (cdf <= target).sum(dim=-1, keepdim=True).clamp(max=n - 1)  # first m with cdf > target
+        m = torch.minimum(m, upper - 1)  # u -> 1 rounding can only overshoot into zero-weight items
+        chosen.scatter_(-1, m, True)
+        upper = m
+    return chosen
 
 
 def k_subset_sample(
@@ -515,16 +547,17 @@ def k_subset_sample(
 ) -> Tensor:
     r"""Exact sample of the k-subset distribution :math:`p(S) \propto \exp\sum_{i\in S}\ell_i`.
 
-    Draws the items from last to first, each with its exact conditional probability given how
-    many are still to be chosen (O(nk) log-space tables). This is not the Gumbel-top-k
-    distribution (use :func:`gumbelkit.gumbel_topk` for that).
+    Draws the chosen items from the largest position down, each with its exact conditional
+    probability (O(nk) log-space tables). This is not the Gumbel-top-k distribution (use
+    :func:`gumbelkit.gumbel_topk` for that).
 
     Args:
         logits: ``(*, n, *)``; ``-inf`` masks a category.
         k: subset size.
         dim: the category dimension.
         generator: optional ``torch.Generator``.
-        noise: optional pre-drawn ``Uniform(0, 1)`` values of the logits' shape (float64 best).
+        noise: optional pre-drawn ``Uniform[0, 1)`` values of shape ``(*, k, *)`` (the logits'
+            shape with ``k`` along ``dim``; float64 best).
 
     Returns:
         ``LongTensor`` with size ``k`` along ``dim``: the chosen categories, ascending.
@@ -533,29 +566,25 @@ def k_subset_sample(
         >>> k_subset_sample(torch.zeros(6), k=2, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([2])
     """
-    d, kk = _check_k_subset_args(logits, k, dim)
+    d, kk = _prepare(logits, k, dim)
     with torch.no_grad():
-        hard = _simple_hard(logits.detach(), kk, d, generator, noise)[0]
-    return _sorted_indices(hard.movedim(d, -1), kk).movedim(-1, d)
+        x = logits.detach().to(compute_dtype(logits.dtype)).movedim(d, -1)  # (*, n)
+        u = _uniforms(logits, kk, d, generator, noise).to(x.dtype)
+        hard = _sample_from_tables(x, _prefix_tables(x, kk), kk, u)
+    return _sorted_indices(hard, kk).movedim(-1, d)
 
 
-def _simple_hard(
+def _uniforms(
     logits: Tensor, k: int, d: int, generator: torch.Generator | None, noise: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """k-hot sample (logits' layout, bool), and ``x`` (categories last, compute dtype) with its ``A``."""
-    cdt = compute_dtype(logits.dtype)
-    x = logits.detach().to(cdt).movedim(d, -1)
-    u = _uniforms(logits, generator, noise)
-    a = _prefix_tables(x, k)
-    hard = _sample_from_tables(x, a, k, u.movedim(d, -1).to(cdt))
-    return hard.movedim(-1, d), x, a
-
-
-def _uniforms(logits: Tensor, generator: torch.Generator | None, noise: Tensor | None) -> Tensor:
-    """Uniform(0, 1) values of the logits' shape (float64 when drawn here), or the given ``noise``."""
+) -> Tensor:
+    """``(*, k)`` Uniform[0, 1) values, categories-last layout (float64 when drawn here)."""
+    shape = list(logits.shape)
+    shape[d] = k
     if noise is None:
-        return torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
-    return _noise(noise, tuple(logits.shape), "Uniform(0, 1) values of the logits' shape")
+        u = torch.rand(shape, dtype=torch.float64, device=logits.device, generator=generator)
+    else:
+        u = _noise(noise, tuple(shape), "Uniform[0, 1) values, the logits' shape with k along dim")
+    return u.movedim(d, -1)
 
 
 def _sorted_indices(hard_last: Tensor, k: int) -> Tensor:
@@ -571,15 +600,15 @@ def _simple_sample(
     generator: torch.Generator | None = None, noise: Tensor | None = None,
 ) -> SubsetSample:
     _check_scalar_tau(tau)  # accepted for a uniform interface; SIMPLE has no temperature
-    d, kk = _check_k_subset_args(logits, k, dim)
+    d, kk = _prepare(logits, k, dim)
     x = logits.to(compute_dtype(logits.dtype)).movedim(d, -1)  # (*, n)
     mu_last, a, _ = _KSubsetMarginals.apply(x, kk)
-    u = _uniforms(logits, generator, noise).movedim(d, -1).to(x.dtype)
+    u = _uniforms(logits, kk, d, generator, noise).to(x.dtype)  # (*, k)
     with torch.no_grad():
-        hard_b = _sample_from_tables(x.detach(), a, kk, u).movedim(-1, d)  # (*, n, *) bool
+        hard_last = _sample_from_tables(x.detach(), a, kk, u)  # (*, n) bool
     mu = mu_last.to(logits.dtype).movedim(-1, d)  # (*, n, *)
-    hard = hard_b.to(logits.dtype)
-    indices = _sorted_indices(hard_b.movedim(d, -1), kk).movedim(-1, d)
+    hard = hard_last.to(logits.dtype).movedim(-1, d)
+    indices = _sorted_indices(hard_last, kk).movedim(-1, d)
     return SubsetSample(straight_through(hard, mu), hard, mu, indices)
 
 
@@ -607,7 +636,8 @@ def simple(
         k: subset size, at most the unmasked count.
         dim: the category dimension.
         generator: optional ``torch.Generator``.
-        noise: optional pre-drawn ``Uniform(0, 1)`` values of the logits' shape.
+        noise: optional pre-drawn ``Uniform[0, 1)`` values of shape ``(*, k, *)`` (the logits'
+            shape with ``k`` along ``dim``).
 
     Returns:
         The exact k-hot (logits' shape and dtype) carrying SIMPLE's gradient.
@@ -661,7 +691,7 @@ _REGISTRY: dict[str, SubsetEstimatorSpec] = {
                             noise="Gumbel noise of shape (k, *logits.shape)",
                             summary="max of k Concrete samples (L2X, Chen et al. 2018)"),
         SubsetEstimatorSpec("simple", _simple_sample, "hard", "k_subset", uses_tau=False,
-                            noise="Uniform(0, 1) values of the logits' shape",
+                            noise="Uniform[0, 1) values, the logits' shape with k along dim",
                             summary="exact k-subset sample, exact marginals' gradient (SIMPLE, Ahmed et al. 2023)"),
     )
 }

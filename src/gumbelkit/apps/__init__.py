@@ -16,6 +16,8 @@ __all__ = ["APPS", "main"]
 # name -> ("module:function", one-line help)
 APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
+    "select": ("gumbelkit.apps.select.concrete:main", "concrete autoencoder: choose 50 pixels of MNIST / Fashion-MNIST (Abid et al. 2019)"),
+    "l2x": ("gumbelkit.apps.select.l2x:main", "instance-wise feature selection on L2X's synthetic data (Chen et al. 2018)"),
 }
 
 
