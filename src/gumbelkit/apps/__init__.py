@@ -17,6 +17,7 @@ __all__ = ["APPS", "main"]
 APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
     "select": ("gumbelkit.apps.select.concrete:main", "concrete autoencoder: choose 50 pixels of MNIST / Fashion-MNIST (Abid et al. 2019)"),
+    "glimpse": ("gumbelkit.apps.select.glimpse:main", "hard attention: classify an image from k of its 49 patches"),
     "l2x": ("gumbelkit.apps.select.l2x:main", "instance-wise feature selection on L2X's synthetic data (Chen et al. 2018)"),
 }
 

@@ -7,7 +7,8 @@ r"""Networks of the selection applications.
   of the hidden layers (and the predictor's output layer), as Keras' ``kernel_regularizer``.
 * :class:`ConcreteSelector`, :class:`SubsetPixelSelector`, :class:`CAEDecoder`: the concrete
   autoencoder (Abid et al. 2019) and a k-subset variant that cannot pick a pixel twice.
-* :class:`GlimpseNet`: a selector that scores an image's patches and a classifier of the masked image.
+* :class:`PatchScorer`, :class:`MaskedClassifier`: glimpses, a network that scores an image's
+  patches and a classifier of the partly observed image.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from torch import Tensor, nn
 from gumbelkit import functional as GF
 from gumbelkit import subsets
 
-__all__ = ["CAEDecoder", "ConcreteSelector", "L2XExplainer", "L2XPredictor", "SubsetPixelSelector", "l2_penalty"]
+__all__ = ["CAEDecoder", "ConcreteSelector", "L2XExplainer", "L2XPredictor", "MaskedClassifier", "PatchScorer",
+           "SubsetPixelSelector", "l2_penalty"]
 
 
 def _keras_dense(n_in: int, n_out: int) -> nn.Linear:
@@ -146,3 +148,40 @@ class CAEDecoder(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return self.net(h)
+
+
+# --------------------------------------------------------------------------- glimpses
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class PatchScorer(nn.Module):
+    """``(B, d_in)`` -> ``(B, P)`` patch logits: an MLP with one hidden layer."""
+
+    def __init__(self, d_in: int, patches: int = 49, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = _mlp([d_in, hidden, patches])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class MaskedClassifier(nn.Module):
+    """Classifies a partly observed image from ``(x * m, m)``: ``(B, 2 * 784)`` -> ``(B, C)``.
+
+    The mask is an input so that an unobserved pixel and a black one differ.
+    """
+
+    def __init__(self, d: int = 784, classes: int = 10, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = _mlp([2 * d, hidden, hidden, classes])
+
+    def forward(self, x: Tensor, pixel_mask: Tensor) -> Tensor:
+        return self.net(torch.cat([x * pixel_mask, pixel_mask], dim=-1))

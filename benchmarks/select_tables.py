@@ -1,0 +1,320 @@
+"""The selection applications' tables: L2X synthetic, concrete pixel selection, glimpses.
+
+``run`` trains a grid through each application's own command (one process, sequentially,
+resumable: a configuration whose ``results/<app>/runs/<name>.json`` exists is skipped), and
+copies every run's ``results.json`` there; ``render`` rebuilds ``results/<app>/table.md`` and
+``table.json`` (and the figures) from those files only.
+
+    python benchmarks/select_tables.py run l2x --datasets xor orange --seeds 0 1 2 3 4
+    python benchmarks/select_tables.py run select --datasets mnist fashion_mnist
+    python benchmarks/select_tables.py run glimpse --datasets mnist --selectors st_topk --ks 10
+    python benchmarks/select_tables.py render l2x        # or select, glimpse, all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+RUNS = ROOT / "runs"
+
+L2X_DATASETS = ("xor", "orange", "additive", "switch")
+SUBSET_SELECTORS = ("st_topk", "relaxed_topk", "l2x", "simple")
+SELECTOR_LABELS = {"st_topk": "ST top-k (exact k-hot, relaxed top-k gradient)",
+                   "relaxed_topk": "relaxed top-k (Xie & Ermon)", "l2x": "max of k Concrete (L2X)",
+                   "simple": "SIMPLE (exact k-subset, marginals gradient)", "concrete": "concrete AE (k Concrete rows)",
+                   "sequential": "sequential ST-GS choices", "random": "random patches (trained)",
+                   "centre": "centre patches (trained)"}
+# Chen et al. 2018 (L2X), the synthetic experiments: a perfect explainer's median rank
+L2X_OPTIMUM = {"xor": 1.5, "orange": 2.5, "additive": 2.5, "switch": 3.0}
+# Abid et al. 2019: ExtraTrees accuracy on the 50 selected pixels
+CAE_PUBLISHED = {"mnist": 0.906, "fashion_mnist": 0.677}
+
+
+def _copy(out_dir: Path, dest: Path) -> bool:
+    src = out_dir / "results.json"
+    if not src.exists():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    return True
+
+
+def _run_grid(app: str, main: Callable[[list[str]], int], configs: list[tuple[str, list[str]]]) -> int:
+    failed = []
+    for name, argv in configs:
+        dest = RESULTS / app / "runs" / f"{name}.json"
+        if dest.exists():
+            print(f"== {app} {name}: done already ({dest.relative_to(ROOT)})", flush=True)
+            continue
+        out = RUNS / app / name
+        print(f"== {app} {name}: gumbelkit train {app} {' '.join(argv)}", flush=True)
+        code = main([*argv, "--out-dir", str(out.relative_to(ROOT)), "--no-progress", "--threads", "1"])
+        if code != 0 or not _copy(out, dest):
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_l2x(args: argparse.Namespace) -> int:
+    from gumbelkit.apps.select.l2x import main
+
+    configs = [(f"{d}-{s}-seed{seed}", ["--dataset", d, "--selector", s, "--seed", str(seed)])
+               for d in args.datasets or L2X_DATASETS for s in args.selectors or SUBSET_SELECTORS for seed in args.seeds]
+    return _run_grid("l2x", main, configs)
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from gumbelkit.apps.select.concrete import main
+
+    configs = []
+    for d in args.datasets or ("mnist", "fashion_mnist"):
+        for s in args.selectors or ("concrete",):
+            for seed in args.seeds:
+                extra = [] if s == "concrete" else ["--batch-size", str(args.subset_batch)]
+                configs.append((f"{d}-{s}-seed{seed}", ["--dataset", d, "--selector", s, "--seed", str(seed),
+                                                         "--epochs", str(args.epochs), *extra]))
+    return _run_grid("select", main, configs)
+
+
+def run_glimpse(args: argparse.Namespace) -> int:
+    from gumbelkit.apps.select.glimpse import main
+
+    code = 0
+    for d in args.datasets or ("mnist",):
+        ev_name = f"{d}-evalx-seed0"
+        code |= _run_grid("glimpse", main, [(ev_name, ["--dataset", d, "--selector", "evalx", "--seed", "0",
+                                                       "--epochs", str(args.evaluator_epochs)])])
+        evaluator = RUNS / "glimpse" / ev_name / "evaluator.pt"
+        if not evaluator.exists():
+            print(f"no evaluator at {evaluator}; run the evalx configuration first", file=sys.stderr)
+            return 1
+        configs = []
+        for s in args.selectors or (*SUBSET_SELECTORS, "sequential", "random", "centre"):
+            for k in args.ks:
+                for seed in args.seeds:
+                    epochs = args.sequential_epochs if s == "sequential" else args.epochs
+                    configs.append((f"{d}-{s}-k{k}-seed{seed}",
+                                    ["--dataset", d, "--selector", s, "--k", str(k), "--seed", str(seed),
+                                     "--epochs", str(epochs), "--evaluator", str(evaluator.relative_to(ROOT))]))
+        code |= _run_grid("glimpse", main, configs)
+    return code
+
+
+# --------------------------------------------------------------------------- render
+
+
+def _load(app: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / app / "runs").glob("*.json"))]
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def _commits(runs: list[dict[str, Any]]) -> str:
+    commits = sorted({(r.get("commit") or "?")[:10] + ("+dirty" if r.get("dirty") else "") for r in runs})
+    return ", ".join(commits)
+
+
+def render_l2x() -> dict[str, Any]:
+    runs = _load("l2x")
+    cells: dict[str, dict[str, Any]] = {}
+    for d in L2X_DATASETS:
+        for s in SUBSET_SELECTORS:
+            rs = [r for r in runs if r["dataset"] == d and r["selector"] == s]
+            if not rs:
+                continue
+            means = [r["valid"]["median_rank_mean"] for r in rs]
+            sds = [r["valid"]["median_rank_sd"] for r in rs]
+            m, sd_seeds = _mean_sd(means)
+            cells[f"{d}/{s}"] = {"dataset": d, "selector": s, "seeds": sorted(r["seed"] for r in rs),
+                                 "median_rank_mean": m, "median_rank_sd_over_seeds": sd_seeds,
+                                 "median_rank_sd_over_points": statistics.fmean(sds),
+                                 "per_seed": means,
+                                 "accuracy_topk_mask": statistics.fmean(r["valid"]["accuracy_topk_mask"] for r in rs),
+                                 "minutes_per_run": statistics.fmean(r["process_seconds"] for r in rs) / 60}
+    best = {}
+    for d in L2X_DATASETS:
+        c = [v for v in cells.values() if v["dataset"] == d]
+        if c:
+            b = min(c, key=lambda v: v["median_rank_mean"])
+            best[d] = {"selector": b["selector"], "median_rank_mean": b["median_rank_mean"], "optimum": L2X_OPTIMUM[d]}
+    lines = ["| selector | " + " | ".join(f"{d} (optimum {L2X_OPTIMUM[d]})" for d in L2X_DATASETS) + " |",
+             "|---|" + "---|" * len(L2X_DATASETS)]
+    for s in SUBSET_SELECTORS:
+        row = []
+        for d in L2X_DATASETS:
+            c = cells.get(f"{d}/{s}")
+            row.append("-" if c is None else f"{c['median_rank_mean']:.3f} +- {c['median_rank_sd_over_points']:.3f}"
+                       f" (seeds {c['median_rank_sd_over_seeds']:.3f})")
+        lines.append(f"| {SELECTOR_LABELS[s]} | " + " | ".join(row) + " |")
+    acc = ["", "Accuracy of the predictor on the test-time top-k mask (against the label's more likely class):", "",
+           "| selector | " + " | ".join(L2X_DATASETS) + " |", "|---|" + "---|" * len(L2X_DATASETS)]
+    for s in SUBSET_SELECTORS:
+        acc.append(f"| {s} | " + " | ".join("-" if f"{d}/{s}" not in cells else f"{cells[f'{d}/{s}']['accuracy_topk_mask']:.3f}"
+                                            for d in L2X_DATASETS) + " |")
+    n_seeds = sorted({len(c["seeds"]) for c in cells.values()})
+    text = "\n".join([
+        "# L2X synthetic: median rank of the relevant features (lower is better)",
+        "",
+        "Each cell: mean over seeds of the per-run mean median rank over 10^5 validation points, +- the sd over",
+        f"points (averaged over seeds), and in brackets the sd over seeds; {'/'.join(map(str, n_seeds))} seeds per cell.",
+        "",
+        *lines,
+        *acc,
+        "",
+        "Best selector per dataset: " + "; ".join(f"{d}: {b['selector']} {b['median_rank_mean']:.3f} (optimum {b['optimum']})"
+                                                  for d, b in best.items()) + ".",
+        "",
+        "Setup (Chen et al. 2018): X ~ N(0, I_10), soft labels, 10^6 training points (seed 2s), 10^5 validation points",
+        "(seed 2s + 1) for run seed s, one epoch, batch 1000, Adam 1e-3, tau 0.1 (SIMPLE has no temperature), explainer",
+        "Dense 100-100-10, predictor Dense 200 + BN, Dense 200 + BN, Dense 2, L2 1e-3; test mask = top-k scores; ranks by",
+        "the explainer's scores, ties at random. Switch points are scored against their own branch's features. The",
+        "switch generator moves features 0..3 to 4..7 for the additive half (L2X's code duplicates them instead).",
+        f"Runs at commit(s) {_commits(runs)}; per-seed files in runs/. Regenerate: python benchmarks/select_tables.py run l2x",
+    ]) + "\n"
+    (RESULTS / "l2x" / "table.md").write_text(text)
+    out = {"cells": cells, "best": best, "optimum": L2X_OPTIMUM}
+    (RESULTS / "l2x" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def render_select() -> dict[str, Any]:
+    runs = _load("select")
+    rows = []
+    for d in ("mnist", "fashion_mnist"):
+        for s in ("concrete", *SUBSET_SELECTORS):
+            rs = [r for r in runs if r["dataset"] == d and r["selector"] == s]
+            if not rs:
+                continue
+            et, et_sd = _mean_sd([r["test"]["extratrees_accuracy"] for r in rs])
+            rows.append({"dataset": d, "selector": s, "seeds": sorted(r["seed"] for r in rs),
+                         "extratrees_accuracy": et, "extratrees_sd": et_sd,
+                         "knn1_accuracy": statistics.fmean(r["test"]["knn1_accuracy"] for r in rs),
+                         "mse": statistics.fmean(r["test"]["mse"] for r in rs),
+                         "distinct_pixels": statistics.fmean(r["distinct_pixels"] for r in rs),
+                         "random_extratrees": statistics.fmean(r["random_pixels_baseline"]["extratrees_accuracy"] for r in rs),
+                         "random_knn1": statistics.fmean(r["random_pixels_baseline"]["knn1_accuracy"] for r in rs),
+                         "epochs": rs[0]["epochs"], "batch_size": rs[0]["config"]["batch_size"],
+                         "published": CAE_PUBLISHED[d] if s == "concrete" else None,
+                         "minutes_per_run": statistics.fmean(r["process_seconds"] for r in rs) / 60})
+    lines = ["| dataset | selector | ExtraTrees acc. (ours) | published (Abid et al.) | 1-NN acc. | test MSE | distinct pixels |"
+             " random 50 pixels: ExtraTrees / 1-NN | epochs x batch | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pub = "-" if r["published"] is None else f"{100 * r['published']:.1f}"
+        sd = "" if math.isnan(r["extratrees_sd"]) else f" +- {100 * r['extratrees_sd']:.1f}"
+        lines.append(f"| {r['dataset']} | {SELECTOR_LABELS[r['selector']]} | {100 * r['extratrees_accuracy']:.1f}{sd} | {pub} | "
+                     f"{100 * r['knn1_accuracy']:.1f} | {r['mse']:.4f} | {r['distinct_pixels']:.0f} | "
+                     f"{100 * r['random_extratrees']:.1f} / {100 * r['random_knn1']:.1f} | {r['epochs']:.0f} x {r['batch_size']} | "
+                     f"{len(r['seeds'])} |")
+    text = "\n".join([
+        "# Concrete selection of 50 pixels: classifiers on the selected pixels (accuracy in %)",
+        "",
+        *lines,
+        "",
+        "Setup (Abid et al. 2019): the official test set, first 4,000 images to train (the last 10% of them validate the",
+        "autoencoder) and last 6,000 to test; decoder one hidden layer of 75 units (LeakyReLU 0.2, dropout 0.1), Adam 1e-3,",
+        "MSE; tau 10 -> 0.01 geometrically over the run; test-time selection: each Concrete row's argmax (k-subset",
+        "selectors: the top-50 logits). ExtraTrees (50 trees) and 1-NN are fitted on the 4,000 and scored on the 6,000.",
+        "The random-pixel columns use 50 uniformly random pixels, same classifiers.",
+        f"Runs at commit(s) {_commits(runs)}; per-seed files in runs/. Regenerate: python benchmarks/select_tables.py run select",
+    ]) + "\n"
+    (RESULTS / "select" / "table.md").write_text(text)
+    out = {"rows": rows, "published": CAE_PUBLISHED}
+    (RESULTS / "select" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def render_glimpse() -> dict[str, Any]:
+    runs = _load("glimpse")
+    rows = []
+    for r in runs:
+        if r["selector"] == "evalx":
+            continue
+        t = r["test"]
+        rows.append({"dataset": r["dataset"], "selector": r["selector"], "k": r["k"], "seed": r["seed"],
+                     "accuracy": t["accuracy"], "evalx_accuracy": t.get("evalx_accuracy"),
+                     "mask_only_accuracy": t["mask_only_accuracy"], "epochs": r["epochs"],
+                     "random_patches_evalx": r["evaluator_baselines"].get(str(r["k"]), {}).get("random_patches"),
+                     "centre_patches_evalx": r["evaluator_baselines"].get(str(r["k"]), {}).get("centre_patches"),
+                     "minutes": r["process_seconds"] / 60})
+    rows.sort(key=lambda r: (r["dataset"], r["k"], -r["accuracy"]))
+    baselines: dict[str, dict[str, dict[str, float]]] = {}
+    for r in runs:
+        if r["selector"] == "evalx":
+            baselines[r["dataset"]] = r["evaluator_baselines"]
+    lines = ["| dataset | k | selector | accuracy, own classifier | accuracy, EVAL-X evaluator | label from mask alone |"
+             " EVAL-X on k random / centre patches | epochs |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ev = "-" if r["evalx_accuracy"] is None else f"{100 * r['evalx_accuracy']:.1f}"
+        base = ("-" if r["random_patches_evalx"] is None else
+                f"{100 * r['random_patches_evalx']:.1f} / {100 * r['centre_patches_evalx']:.1f}")
+        lines.append(f"| {r['dataset']} | {r['k']} | {SELECTOR_LABELS.get(r['selector'], r['selector'])} | "
+                     f"{100 * r['accuracy']:.1f} | {ev} | {100 * r['mask_only_accuracy']:.1f} | {base} | {r['epochs']:.0f} |")
+    base_lines = []
+    for d, b in baselines.items():
+        ks = sorted(b, key=int)
+        base_lines += ["", f"EVAL-X evaluator on {d} (trained on random masks): accuracy with k random / centre patches:", "",
+                       "| k | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks) + "",
+                       "| random | " + " | ".join(f"{100 * b[k]['random_patches']:.1f}" for k in ks) + " |",
+                       "| centre | " + " | ".join(f"{100 * b[k]['centre_patches']:.1f}" for k in ks) + " |"]
+    text = "\n".join([
+        "# Glimpses: classify from k of 49 4x4 patches (test accuracy in %)",
+        "",
+        *lines,
+        *base_lines,
+        "",
+        "Own classifier: trained jointly with the selector (its choice of patches may carry the label: the 'label from",
+        "mask alone' column is a logistic regression from the 49-bit mask to the label, fitted on half the test set).",
+        "EVAL-X: one classifier per dataset trained on random masks (each patch kept with probability r ~ U(0, 1)),",
+        "scoring the same test-time masks. Selector and classifier: MLPs with 256 hidden units; batch 100, Adam 1e-3,",
+        "tau 1 -> 0.1 geometrically; test-time masks are the top-k scores (sequential: the argmax at each step).",
+        f"Runs at commit(s) {_commits(runs)}; per-run files in runs/. Regenerate: python benchmarks/select_tables.py run glimpse",
+    ]) + "\n"
+    (RESULTS / "glimpse" / "table.md").write_text(text)
+    out = {"rows": rows, "evaluator_baselines": baselines}
+    (RESULTS / "glimpse" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("app", choices=("l2x", "select", "glimpse"))
+    r.add_argument("--datasets", nargs="*", default=None)
+    r.add_argument("--selectors", nargs="*", default=None)
+    r.add_argument("--seeds", nargs="*", type=int, default=[0])
+    r.add_argument("--ks", nargs="*", type=int, default=[10])
+    r.add_argument("--epochs", type=int, default=None, help="select: 300; glimpse: 10")
+    r.add_argument("--sequential-epochs", type=int, default=5)
+    r.add_argument("--evaluator-epochs", type=int, default=10)
+    r.add_argument("--subset-batch", type=int, default=64, help="select: batch of the k-subset selectors")
+    g = sub.add_parser("render")
+    g.add_argument("app", choices=("l2x", "select", "glimpse", "all"))
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        if args.epochs is None:
+            args.epochs = {"select": 300, "glimpse": 10}.get(args.app, 1)
+        return {"l2x": run_l2x, "select": run_select, "glimpse": run_glimpse}[args.app](args)
+    for app in ("l2x", "select", "glimpse") if args.app == "all" else (args.app,):
+        if (RESULTS / app / "runs").is_dir():
+            {"l2x": render_l2x, "select": render_select, "glimpse": render_glimpse}[app]()
+            print(f"wrote results/{app}/table.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
