@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path.cwd()  # results/ and runs/ of the directory it is run from (the repository root)
 RESULTS = ROOT / "results"
 RUNS = ROOT / "runs"
 

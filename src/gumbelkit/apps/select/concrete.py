@@ -158,6 +158,7 @@ class SelectTask(Task):
 
     def __init__(self, config: SelectConfig, device: torch.device, argv: Sequence[str] | None = None) -> None:
         self.config, self.device, self.argv = config, device, argv
+        self.provenance = provenance(PROG, argv)  # at the start: the code that runs
         self._t0 = time.perf_counter()
         self.data = _splits(config)
         self.train_x = self.data["train"].to(device)
@@ -220,7 +221,7 @@ class SelectTask(Task):
                       "test": len(self.data["test"]), "source": "official test set: first n_fit / rest"},
             "figures": figures,
             "process_seconds": time.perf_counter() - self._t0,
-            **provenance(PROG, self.argv),
+            **self.provenance,
             "config": dataclasses.asdict(cfg),
             "environment": environment(self.device),
         }

@@ -181,6 +181,7 @@ class GlimpseTask(Task):
 
     def __init__(self, config: GlimpseConfig, device: torch.device, argv: Sequence[str] | None = None) -> None:
         self.config, self.device, self.argv = config, device, argv
+        self.provenance = provenance(PROG, argv)  # at the start: the code that runs
         self._t0 = time.perf_counter()
         s = image_splits(config.dataset, config.data_dir or None)
         n_train = config.train_subset or len(s.train)
@@ -311,7 +312,7 @@ class GlimpseTask(Task):
             if cfg.selector not in ("evalx",) else None,
             "figures": figures,
             "process_seconds": time.perf_counter() - self._t0,
-            **provenance(PROG, self.argv),
+            **self.provenance,
             "config": dataclasses.asdict(cfg),
             "environment": environment(self.device),
         }

@@ -121,6 +121,7 @@ class L2XTask(Task):
 
     def __init__(self, config: L2XConfig, device: torch.device, argv: Sequence[str] | None = None) -> None:
         self.config, self.device, self.argv = config, device, argv
+        self.provenance = provenance(PROG, argv)  # at the start: the code that runs
         self._t0 = time.perf_counter()
         train = l2x_synthetic(config.dataset, config.n_train, seed=2 * config.seed)
         self.valid = l2x_synthetic(config.dataset, config.n_valid, seed=2 * config.seed + 1)
@@ -188,7 +189,7 @@ class L2XTask(Task):
             "optimal_median_rank": OPTIMAL_MEDIAN_RANK[cfg.dataset] if cfg.k in (0, L2X_K[cfg.dataset]) else None,
             "valid": valid,
             "process_seconds": time.perf_counter() - self._t0,
-            **provenance(PROG, self.argv),
+            **self.provenance,
             "config": dataclasses.asdict(cfg),
             "environment": environment(self.device),
         }
