@@ -22,6 +22,9 @@ SMOKE_TESTS = {
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
+    "l2x": "test_select.py:test_l2x_cli_smoke",
+    "select": "test_select.py:test_select_cli_smoke",
+    "glimpse": "test_select.py:test_glimpse_cli_smoke_with_evaluator",
 }
 TESTS = Path(__file__).parent
 

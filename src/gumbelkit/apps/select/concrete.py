@@ -192,6 +192,9 @@ class SelectTask(Task):
         self.model.eval()
         pixels = self.model.selector.selected().cpu().numpy()
         test = {**self.evaluate("test", torch.Generator()), **pixel_scores(pixels, self.data, cfg.trees, cfg.seed)}
+        # reconstruction baselines: the training images' mean image; the best linear map from the selected pixels
+        test["mse_mean_image"] = float(((self.data["test"] - self.data["train"].mean(dim=0)) ** 2).mean())
+        test["mse_linear_from_pixels"] = _linear_mse(pixels, self.data)
         valid = self.evaluate("valid", torch.Generator())
         rng = np.random.default_rng(cfg.seed)
         random_pixels = np.sort(rng.choice(784, size=cfg.k, replace=False))
@@ -227,6 +230,15 @@ class SelectTask(Task):
         }
         (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         return results
+
+
+def _linear_mse(pixels: np.ndarray, data: dict[str, Tensor]) -> float:
+    """Test MSE of the least-squares linear reconstruction (with intercept) from the selected pixels."""
+    def design(x: Tensor) -> Tensor:
+        return torch.cat([x[:, pixels].double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+
+    w = torch.linalg.lstsq(design(data["train"]), data["train"].double()).solution  # (k + 1, 784)
+    return float(((design(data["test"]) @ w - data["test"].double()) ** 2).mean())
 
 
 def _draw_selection(pixels: np.ndarray, images: Tensor, path: Path, title: str) -> Path:
