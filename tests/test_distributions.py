@@ -26,10 +26,10 @@ from scipy import stats as sps
 
 from gumbelkit.distributions import (
     Gumbel,
-    GumbelSoftmax,
-    GumbelSoftmaxStraightThrough,
     RelaxedBernoulli,
     RelaxedBernoulliStraightThrough,
+    RelaxedOneHotCategorical,
+    RelaxedOneHotCategoricalStraightThrough,
 )
 
 F64 = torch.float64
@@ -227,7 +227,7 @@ def test_gumbel_gradcheck_log_survival_branches() -> None:
 
 
 # ============================================================================================
-# GumbelSoftmax (relaxed one-hot categorical)
+# RelaxedOneHotCategorical (relaxed one-hot categorical)
 # ============================================================================================
 
 
@@ -236,7 +236,7 @@ def test_gumbel_softmax_log_prob_matches_torch(temperature: float, gen) -> None:
     torch.manual_seed(0)
     logits = torch.randn(3, 6, dtype=F64)
     ref = torch.distributions.RelaxedOneHotCategorical(_t(temperature), logits=logits)
-    ours = GumbelSoftmax(temperature, logits=logits)
+    ours = RelaxedOneHotCategorical(temperature, logits=logits)
     y = ours.sample((200,), generator=gen(1))  # (200, 3, 6)
     # well-conditioned: no entry underflowed (torch's log_prob takes log(value) directly)
     assert (y > 0).all()
@@ -250,7 +250,7 @@ def test_gumbel_softmax_log_prob_matches_torch(temperature: float, gen) -> None:
 def test_gumbel_softmax_tensor_temperature_and_probs_match_torch(gen) -> None:
     probs = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], dtype=F64)
     temp = _t([0.4, 1.7])
-    ours = GumbelSoftmax(temp, probs=probs)
+    ours = RelaxedOneHotCategorical(temp, probs=probs)
     y = ours.sample((100,), generator=gen(3))  # (100, 2, 3)
     lp = ours.log_prob(y)
     # torch's log_prob does not broadcast a batched temperature: compare one row at a time
@@ -263,7 +263,7 @@ def test_gumbel_softmax_tensor_temperature_and_probs_match_torch(gen) -> None:
 
 def test_gumbel_softmax_masked_log_prob(gen) -> None:
     logits = _t([0.3, NEG_INF, -1.2, 2.0, NEG_INF])
-    d = GumbelSoftmax(0.7, logits=logits)
+    d = RelaxedOneHotCategorical(0.7, logits=logits)
     y = d.rsample((500,), generator=gen(5))
     assert (y[:, [1, 4]] == 0).all()
     lp = d.log_prob(y)
@@ -276,14 +276,14 @@ def test_gumbel_softmax_masked_log_prob(gen) -> None:
     bad = _t([0.2, 0.1, 0.3, 0.4, 0.0])
     assert d.log_prob(bad).item() == NEG_INF
     # masks given as zero probabilities are the same distribution
-    dp = GumbelSoftmax(0.7, probs=torch.softmax(logits, -1))
+    dp = RelaxedOneHotCategorical(0.7, probs=torch.softmax(logits, -1))
     np.testing.assert_allclose(dp.log_prob(y).numpy(), lp.numpy(), rtol=1e-12)
 
 
 def test_gumbel_softmax_masked_gradients_are_finite(gen) -> None:
     logits = _t([[0.3, NEG_INF, -1.2, 2.0], [NEG_INF, 0.0, 1.0, NEG_INF]]).requires_grad_()
     temp = _t(0.5).requires_grad_()
-    d = GumbelSoftmax(temp, logits=logits)
+    d = RelaxedOneHotCategorical(temp, logits=logits)
     y = d.rsample((50,), generator=gen(6))
     d.log_prob(y).sum().backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(temp.grad).all()
@@ -296,7 +296,7 @@ def test_gumbel_softmax_low_temperature_log_prob_finite(dtype: torch.dtype, gen)
     logits = (3 * torch.randn(4, 10)).to(dtype)
     logits[0, 3] = NEG_INF
     logits = logits.requires_grad_()
-    d = GumbelSoftmax(0.01, logits=logits, validate_args=True)
+    d = RelaxedOneHotCategorical(0.01, logits=logits, validate_args=True)
     y = d.rsample((1000,), generator=gen(7))
     assert (y == 0).any()  # entries do underflow at this temperature: the case being tested
     lp = d.log_prob(y)
@@ -326,7 +326,7 @@ def _half_integral(log_density, temperature: float) -> float:
 def test_gumbel_softmax_density_integrates_to_one_k2(temperature: float, logit: float) -> None:
     # the 1-simplex is {(s, 1 - s)}; each half is integrated in its small coordinate, which the
     # simplex representation keeps to full precision (so no mass near a vertex is lost)
-    d = GumbelSoftmax(temperature, logits=_t([logit, 0.0]))
+    d = RelaxedOneHotCategorical(temperature, logits=_t([logit, 0.0]))
     first = _half_integral(lambda s: d.log_prob(_t([s, 1.0 - s])).item(), temperature)
     second = _half_integral(lambda s: d.log_prob(_t([1.0 - s, s])).item(), temperature)
     assert first + second == pytest.approx(1.0, abs=1e-9), (first, second)
@@ -341,7 +341,7 @@ def test_gumbel_softmax_k2_equals_relaxed_bernoulli() -> None:
     )
     for temperature, logit in [(0.01, 0.4), (0.5, -1.0), (2.0, 3.0)]:
         bern = RelaxedBernoulli(temperature, logits=_t(logit)).log_prob(y)
-        cat = GumbelSoftmax(temperature, logits=_t([logit, 0.0])).log_prob(
+        cat = RelaxedOneHotCategorical(temperature, logits=_t([logit, 0.0])).log_prob(
             torch.stack([y, 1 - y], -1)
         )
         assert torch.isfinite(bern).all()
@@ -352,17 +352,17 @@ def test_gumbel_softmax_argmax_frequencies_chi_square(gen, stats) -> None:
     # the argmax of a relaxed sample is an exact Categorical(probs) draw at any temperature;
     # chi-square on 1e5 draws, alpha = 1e-4 (the false-failure rate over seeds)
     probs = _t([0.02, 0.08, 0.15, 0.0, 0.3, 0.45])
-    d = GumbelSoftmax(0.5, probs=probs)
+    d = RelaxedOneHotCategorical(0.5, probs=probs)
     y = d.sample((100_000,), generator=gen(11))
     counts = torch.bincount(y.argmax(-1), minlength=6)
-    stats.chisquare(counts.numpy(), probs.numpy(), alpha=1e-4, what="GumbelSoftmax argmax")
-    st = GumbelSoftmaxStraightThrough(0.5, probs=probs).sample((100_000,), generator=gen(12))
+    stats.chisquare(counts.numpy(), probs.numpy(), alpha=1e-4, what="RelaxedOneHotCategorical argmax")
+    st = RelaxedOneHotCategoricalStraightThrough(0.5, probs=probs).sample((100_000,), generator=gen(12))
     stats.chisquare(st.sum(0).numpy(), probs.numpy(), alpha=1e-4, what="straight-through one-hot")
 
 
 def test_gumbel_softmax_shapes_and_expand(gen) -> None:
     logits = torch.randn(2, 3, 5, dtype=F64)
-    d = GumbelSoftmax(_t([0.5, 1.0, 2.0]), logits=logits)
+    d = RelaxedOneHotCategorical(_t([0.5, 1.0, 2.0]), logits=logits)
     assert d.batch_shape == (2, 3) and d.event_shape == (5,)
     y = d.rsample((4,), generator=gen(0))
     assert y.shape == (4, 2, 3, 5)
@@ -373,14 +373,14 @@ def test_gumbel_softmax_shapes_and_expand(gen) -> None:
     assert e.rsample((2,)).shape == (2, 6, 2, 3, 5)
     assert torch.equal(e.log_prob(y[0]), d.log_prob(y[0]).expand(6, 2, 3))
     # temperature broadcasts into the batch shape
-    d2 = GumbelSoftmax(_t([[0.5], [2.0]]), logits=torch.randn(3, 4, dtype=F64))
+    d2 = RelaxedOneHotCategorical(_t([[0.5], [2.0]]), logits=torch.randn(3, 4, dtype=F64))
     assert d2.batch_shape == (2, 3)
     assert d2.sample().shape == (2, 3, 4)
     with pytest.raises(ValueError, match="temperature"):
-        GumbelSoftmax(_t([0.5, 1.0, 2.0, 3.0]), logits=logits)
+        RelaxedOneHotCategorical(_t([0.5, 1.0, 2.0, 3.0]), logits=logits)
     # ST expand keeps its class and its one-hot samples
-    st = GumbelSoftmaxStraightThrough(1.0, logits=logits).expand((7, 2, 3))
-    assert type(st) is GumbelSoftmaxStraightThrough
+    st = RelaxedOneHotCategoricalStraightThrough(1.0, logits=logits).expand((7, 2, 3))
+    assert type(st) is RelaxedOneHotCategoricalStraightThrough
     s = st.sample()
     assert s.shape == (7, 2, 3, 5) and (s.sum(-1) == 1).all()
 
@@ -389,7 +389,7 @@ def test_gumbel_softmax_reproducible_and_equal_to_functional(gen) -> None:
     from gumbelkit.functional import gumbel_softmax
 
     logits = torch.randn(3, 5)
-    d = GumbelSoftmax(0.8, logits=logits)
+    d = RelaxedOneHotCategorical(0.8, logits=logits)
     a = d.sample((2,), generator=gen(9))
     b = d.sample((2,), generator=gen(9))
     assert torch.equal(a, b)
@@ -403,8 +403,8 @@ def test_gumbel_softmax_reproducible_and_equal_to_functional(gen) -> None:
 @pytest.mark.parametrize(
     "cls",
     [
-        GumbelSoftmax,
-        GumbelSoftmaxStraightThrough,
+        RelaxedOneHotCategorical,
+        RelaxedOneHotCategoricalStraightThrough,
         RelaxedBernoulli,
         RelaxedBernoulliStraightThrough,
     ],
@@ -420,8 +420,8 @@ def test_bad_temperature_raises_naming_it(cls, bad) -> None:
 @pytest.mark.parametrize(
     "cls",
     [
-        GumbelSoftmax,
-        GumbelSoftmaxStraightThrough,
+        RelaxedOneHotCategorical,
+        RelaxedOneHotCategoricalStraightThrough,
         RelaxedBernoulli,
         RelaxedBernoulliStraightThrough,
     ],
@@ -435,32 +435,32 @@ def test_logits_probs_both_or_neither_raises(cls) -> None:
 
 def test_gumbel_softmax_validation() -> None:
     with pytest.raises(ValueError, match="probs"):
-        GumbelSoftmax(1.0, probs=_t([0.5, 0.6]), validate_args=True)  # not on the simplex
+        RelaxedOneHotCategorical(1.0, probs=_t([0.5, 0.6]), validate_args=True)  # not on the simplex
     with pytest.raises(ValueError, match="probs"):
-        GumbelSoftmax(1.0, probs=_t([-0.5, 1.5]))
+        RelaxedOneHotCategorical(1.0, probs=_t([-0.5, 1.5]))
     with pytest.raises(ValueError, match="NaN"):
-        GumbelSoftmax(1.0, logits=_t([0.0, math.nan]))
+        RelaxedOneHotCategorical(1.0, logits=_t([0.0, math.nan]))
     with pytest.raises(ValueError, match="all -inf"):
-        GumbelSoftmax(1.0, logits=_t([NEG_INF, NEG_INF]))
+        RelaxedOneHotCategorical(1.0, logits=_t([NEG_INF, NEG_INF]))
     with pytest.raises(ValueError, match="logits"):
-        GumbelSoftmax(1.0, logits=torch.tensor([0, 1]))  # integer logits
+        RelaxedOneHotCategorical(1.0, logits=torch.tensor([0, 1]))  # integer logits
     with pytest.raises(ValueError, match="logits"):
-        GumbelSoftmax(1.0, logits=_t(0.0))  # no category dimension
-    d = GumbelSoftmax(1.0, logits=torch.zeros(3, dtype=F64), validate_args=True)
+        RelaxedOneHotCategorical(1.0, logits=_t(0.0))  # no category dimension
+    d = RelaxedOneHotCategorical(1.0, logits=torch.zeros(3, dtype=F64), validate_args=True)
     with pytest.raises(ValueError, match="support"):
         d.log_prob(_t([0.5, 0.6, -0.1]))
     with pytest.raises(ValueError, match="support"):
         d.log_prob(_t([0.5, 0.6, 0.1]))
     with pytest.raises(ValueError, match="event_shape"):
         d.log_prob(_t([0.5, 0.5]))
-    st = GumbelSoftmaxStraightThrough(1.0, logits=torch.zeros(3, dtype=F64), validate_args=True)
+    st = RelaxedOneHotCategoricalStraightThrough(1.0, logits=torch.zeros(3, dtype=F64), validate_args=True)
     with pytest.raises(ValueError, match="support"):
         st.log_prob(_t([0.5, 0.5, 0.0]))  # not one-hot
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_gumbel_softmax_half_precision_samples_pass_validation(dtype: torch.dtype, gen) -> None:
-    d = GumbelSoftmax(1.0, logits=torch.randn(8, 50).to(dtype), validate_args=True)
+    d = RelaxedOneHotCategorical(1.0, logits=torch.randn(8, 50).to(dtype), validate_args=True)
     y = d.rsample((20,), generator=gen(4))
     assert y.dtype == dtype
     lp = d.log_prob(y)  # validates the sample against the (dtype-aware) simplex
@@ -473,12 +473,12 @@ def test_gumbel_softmax_gradcheck_log_prob_and_rsample(gen) -> None:
     temp = _t(0.6).requires_grad_()
     # values from a hotter distribution stay away from the faces (entries >~ 0.05), where a
     # finite difference with step 1e-6 is accurate
-    value = GumbelSoftmax(3.0, logits=logits).sample((3,), generator=gen(8))
+    value = RelaxedOneHotCategorical(3.0, logits=logits).sample((3,), generator=gen(8))
 
     def lp(free, temp, vfree):
         full = torch.cat([free[:1], logits[1:2], free[1:]])
         v = torch.cat([vfree[:, :1], torch.zeros(3, 1, dtype=F64), vfree[:, 1:]], -1)
-        return GumbelSoftmax(temp, logits=full, validate_args=False).log_prob(v)
+        return RelaxedOneHotCategorical(temp, logits=full, validate_args=False).log_prob(v)
 
     # perturbing the value leaves the simplex, but the formula is smooth there; the masked
     # entry stays exactly 0 (any other value has density 0)
@@ -487,7 +487,7 @@ def test_gumbel_softmax_gradcheck_log_prob_and_rsample(gen) -> None:
 
     def rs(free, temp):
         full = torch.cat([free[:1], logits[1:2], free[1:]])
-        return GumbelSoftmax(temp, logits=full).rsample((3,), generator=gen(8))
+        return RelaxedOneHotCategorical(temp, logits=full).rsample((3,), generator=gen(8))
 
     assert torch.autograd.gradcheck(rs, (free, temp))
 
@@ -504,7 +504,7 @@ def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, g
     base[1, 2] = NEG_INF
     w = torch.randn(64, 4, 7).to(dtype)
     grads = []
-    for cls in (GumbelSoftmaxStraightThrough, GumbelSoftmax):
+    for cls in (RelaxedOneHotCategoricalStraightThrough, RelaxedOneHotCategorical):
         logits = base.to(dtype).requires_grad_()
         temp = torch.tensor(0.7, dtype=dtype, requires_grad=True)
         y = cls(temp, logits=logits).rsample((64,), generator=gen(21))
@@ -522,14 +522,14 @@ def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, g
 
 def test_straight_through_log_prob_is_categorical(gen) -> None:
     logits = _t([[0.3, NEG_INF, -1.2, 2.0], [0.0, 1.0, 2.0, 3.0]])
-    d = GumbelSoftmaxStraightThrough(0.5, logits=logits, validate_args=True)
+    d = RelaxedOneHotCategoricalStraightThrough(0.5, logits=logits, validate_args=True)
     y = d.rsample((100,), generator=gen(13))
     ref = torch.distributions.OneHotCategorical(logits=logits).log_prob(y)
     np.testing.assert_allclose(d.log_prob(y).numpy(), ref.numpy(), rtol=1e-14)
     assert d.log_prob(_t([0.0, 1.0, 0.0, 0.0])).tolist()[0] == NEG_INF  # masked category
     # gradient through log_prob(rsample) is finite with masks (no 0 * -inf)
     lg = logits.clone().requires_grad_()
-    dd = GumbelSoftmaxStraightThrough(0.5, logits=lg)
+    dd = RelaxedOneHotCategoricalStraightThrough(0.5, logits=lg)
     dd.log_prob(dd.rsample((10,), generator=gen(14))).sum().backward()
     assert torch.isfinite(lg.grad).all()
 

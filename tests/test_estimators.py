@@ -17,11 +17,11 @@ from scipy import stats
 import gumbelkit.diagnostics as D
 from gumbelkit import estimators as E
 from gumbelkit.estimators._common import _MixedSoftmaxST, mixed_softmax_st
-from gumbelkit.functional import GumbelSoftmaxSample, gumbel_softmax
+from gumbelkit.functional import gumbel_softmax
 from gumbelkit.noise import exponential_noise, gumbel_noise
 
-ALL = E.names()
-PATHWISE = E.names("pathwise")
+ALL = E.estimator_names()
+PATHWISE = E.estimator_names("pathwise")
 NEG_INF = -float("inf")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -40,7 +40,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 def test_names_cover_the_issue() -> None:
     assert set(ALL) == {"st", "gs", "st_gs", "gumbel_rao", "gst", "reinmax", "reinforce"}
     assert set(PATHWISE) == set(ALL) - {"reinforce"}
-    assert E.names("score") == ("reinforce",)
+    assert E.estimator_names("score") == ("reinforce",)
 
 
 @pytest.mark.parametrize("name", PATHWISE)
@@ -48,16 +48,22 @@ def test_names_cover_the_issue() -> None:
 def test_sample_shapes_any_dim(name: str, dim: int) -> None:
     x = torch.randn(4, 5, 3, requires_grad=True)
     s = E.sample(x, name, _tau(name), dim, generator=_gen())
-    assert isinstance(s, GumbelSoftmaxSample)
-    assert s.hard.shape == x.shape and s.soft.shape == x.shape
+    assert isinstance(s, E.EstimatorSample)
+    assert s._fields == ("output", "hard", "soft", "indices")
+    assert s.output.shape == x.shape and s.hard.shape == x.shape and s.soft.shape == x.shape
     expected = list(x.shape)
     del expected[dim]
-    assert list(s.index.shape) == expected
+    assert list(s.indices.shape) == expected
     w = torch.randn_like(x)
-    (s.hard * w).sum().backward()
+    (s.output * w).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
-    if name != "gs":
-        assert torch.equal(s.hard, torch.nn.functional.one_hot(s.index, x.shape[dim]).movedim(-1, dim).float())
+    # `hard` is the exact one-hot for every estimator, gs included; `output` carries the gradient:
+    # the relaxed sample for gs (hard has no gradient path there), hard itself for the others
+    assert torch.equal(s.hard, torch.nn.functional.one_hot(s.indices, x.shape[dim]).movedim(-1, dim).float())
+    if name == "gs":
+        assert s.output is s.soft and not s.hard.requires_grad
+    else:
+        assert s.output is s.hard and s.hard.requires_grad
 
 
 @pytest.mark.parametrize("name", PATHWISE)
@@ -72,10 +78,10 @@ def test_any_dim_equals_the_last_dim_after_movedim(name: str, dim: int) -> None:
     for d, move in ((dim, lambda t: t.clone()), (-1, lambda t: t.movedim(dim, -1).contiguous())):
         xx = move(x).requires_grad_(True)
         s = E.sample(xx, name, _tau(name), d, noise=move(noise), generator=_gen(4))
-        ((s.hard * move(w)).sum() + (s.soft * move(w)).sum()).backward()
+        ((s.output * move(w)).sum() + (s.soft * move(w)).sum()).backward()
         out.append((s, xx.grad))
     (a, ga), (b, gb) = out
-    assert torch.equal(a.index, b.index) and torch.equal(a.hard.movedim(dim, -1), b.hard)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.hard.movedim(dim, -1), b.hard)
     torch.testing.assert_close(a.soft.movedim(dim, -1), b.soft, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(ga.movedim(dim, -1), gb, rtol=1e-12, atol=1e-14)
 
@@ -132,13 +138,13 @@ def test_name_or_callable() -> None:
     def mine(logits, tau, dim, *, generator=None):
         return E.st(logits, tau, dim, generator=generator)
 
-    assert E.get(mine) is mine
-    assert E.get("st") is E.st
+    assert E.get_estimator(mine) is mine
+    assert E.get_estimator("st") is E.st
     x = torch.randn(3, 4, generator=_gen(4))
     a = E.sample(x, mine, 1.0, generator=_gen(5))
     b = E.sample(x, "st", 1.0, generator=_gen(5))
     # the callable is dispatched to, with the same arguments and generator stream as the name
-    assert torch.equal(a.index, b.index) and torch.equal(a.hard, b.hard) and torch.equal(a.soft, b.soft)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.hard, b.hard) and torch.equal(a.soft, b.soft)
 
 
 def test_modules() -> None:
@@ -146,10 +152,10 @@ def test_modules() -> None:
     assert "gumbel_rao" in repr(m) and "k=4" in repr(m)
     x = torch.randn(2, 6, 3, requires_grad=True)
     s = m(x, tau=0.3, generator=_gen())
-    assert s.hard.shape == x.shape and s.index.shape == (2, 3)
+    assert s.hard.shape == x.shape and s.indices.shape == (2, 3)
     # the module is `sample` with its stored name, dim and options; the call's tau overrides
     ref = E.sample(x, "gumbel_rao", 0.3, 1, generator=_gen(), k=4)
-    assert torch.equal(s.index, ref.index) and torch.equal(s.soft, ref.soft)
+    assert torch.equal(s.indices, ref.indices) and torch.equal(s.soft, ref.soft)
     assert torch.equal(m(x, generator=_gen()).soft, E.sample(x, "gumbel_rao", 0.5, 1, generator=_gen(), k=4).soft)
     assert not torch.equal(m(x, generator=_gen()).soft, s.soft)  # the default tau 0.5 is used
     s.hard.sum().backward()
@@ -161,7 +167,7 @@ def test_modules() -> None:
     out = r(torch.zeros(4, 2, requires_grad=True), lambda h: h[:, 0].sum(-1), generator=_gen(1))
     assert out.hard.shape == (3, 4, 2) and out.loss.shape == ()
     ref = E.reinforce_loo(torch.zeros(4, 2), lambda h: h[:, 0].sum(-1), 3, dim=0, generator=_gen(1))
-    assert torch.equal(out.index, ref.index) and torch.equal(out.loss, ref.loss)
+    assert torch.equal(out.indices, ref.indices) and torch.equal(out.loss, ref.loss)
     with pytest.raises(ValueError):
         E.ReinforceLOO(n_samples=1)
 
@@ -188,13 +194,13 @@ def test_forward_is_an_exact_categorical_sample(name: str) -> None:
     logits = CHI_LOGITS[:, None].expand(6, CHI_N).contiguous()
     opts = {"k": 2} if name == "gumbel_rao" else {}  # the sample does not depend on k
     s = E.sample(logits, name, _tau(name), 0, generator=_gen(11), **opts)
-    assert _chi_square(s.index, CHI_LOGITS) > 1e-4
+    assert _chi_square(s.indices, CHI_LOGITS) > 1e-4
 
 
 def test_reinforce_samples_are_exact() -> None:
     out = E.reinforce_loo(CHI_LOGITS.expand(CHI_N // 4, 6), lambda h: h[..., 0].sum(-1), 4, generator=_gen(12))
-    assert out.index.shape == (4, CHI_N // 4)
-    assert _chi_square(out.index, CHI_LOGITS) > 1e-4
+    assert out.indices.shape == (4, CHI_N // 4)
+    assert _chi_square(out.indices, CHI_LOGITS) > 1e-4
 
 
 # --------------------------------------------------------------------------- identities
@@ -218,7 +224,7 @@ def test_gumbel_rao_k1_is_st_gs_on_the_same_draw() -> None:
         f(s.hard).backward()
         grads.append(xx.grad)
         samples.append(s)
-    assert torch.equal(samples[0].index, samples[1].index)
+    assert torch.equal(samples[0].indices, samples[1].indices)
     assert torch.equal(samples[0].hard, samples[1].hard)
     torch.testing.assert_close(samples[0].soft, samples[1].soft, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
@@ -348,7 +354,7 @@ def test_reinforce_per_example_gradient_matches_the_hand_formula() -> None:
     v = out.values.detach()  # (n, 5)
     base = (v.sum(0, keepdim=True) - v) / (n - 1)  # (n, 5)
     p = torch.softmax(x.detach(), 0).movedim(0, -1)  # (5, 2, 4)
-    onehot = torch.nn.functional.one_hot(out.index, 4).double()  # (n, 5, 2, 4)
+    onehot = torch.nn.functional.one_hot(out.indices, 4).double()  # (n, 5, 2, 4)
     ref = (((v - base)[..., None, None] * (onehot - p)).mean(0)).movedim(-1, 0)  # (4, 5, 2)
     torch.testing.assert_close(x.grad, ref, rtol=1e-12, atol=1e-14)
     # the check has power: a batch-mixed score (shared baseline over examples) differs
@@ -364,7 +370,7 @@ def test_reinforce_surrogate_value_is_the_sample_mean() -> None:
     per_example = E.reinforce_loo(x, lambda h: (h * torch.arange(3.0)).sum(-1), 6, generator=_gen())
     assert per_example.loss.shape == (5,)
     torch.testing.assert_close(per_example.loss, per_example.values.mean(0))
-    torch.testing.assert_close(per_example.values, per_example.index.float())  # f(D) = index here
+    torch.testing.assert_close(per_example.values, per_example.indices.float())  # f(D) = index here
     per_example.loss.sum().backward()
     assert torch.isfinite(x.grad).all()
 
@@ -435,7 +441,7 @@ def test_gradcheck_soft_output(name: str) -> None:
 def _hard_grad(x, name, tau, g, **opts):
     xx = x.clone().requires_grad_(True)
     s = E.sample(xx, name, tau, generator=_gen(8), **opts)
-    (s.hard * g).sum().backward()
+    (s.output * g).sum().backward()
     return xx.grad, s
 
 
@@ -470,7 +476,7 @@ def test_gst_hard_gradient_matches_its_formula(gap) -> None:
     moved = torch.where(win, mx, torch.minimum(x, mx - delta))
     # the library's own relaxed output keeps the winner ahead by the gap: log(soft_D / soft_j) >= delta / tau
     log_soft = s.soft.detach().log()
-    margin = log_soft.gather(-1, s.index[:, None]) - log_soft.masked_fill(win, NEG_INF).amax(-1, keepdim=True)
+    margin = log_soft.gather(-1, s.indices[:, None]) - log_soft.masked_fill(win, NEG_INF).amax(-1, keepdim=True)
     assert (margin >= delta / 0.5 - 1e-9).all(), margin - delta / 0.5
     xr = x.clone().requires_grad_(True)
     a = torch.where(torch.isinf(x), 0.0, moved - x)
@@ -488,11 +494,11 @@ def test_gumbel_rao_hard_gradient_matches_its_formula(k: int) -> None:
     got, s = _hard_grad(x, "gumbel_rao", 0.4, g, k=k)
     gen = _gen(8)
     noise = gumbel_noise(x.shape, dtype=torch.float64, generator=gen)
-    assert torch.equal((x + noise).argmax(-1), s.index)
+    assert torch.equal((x + noise).argmax(-1), s.indices)
     pert = [x + noise]
     if k > 1:
-        z = E.conditional_gumbel(x, s.index, k - 1, generator=gen)  # (k-1, 5, 4), shifted frame
-        assert (z.argmax(-1) == s.index).all()
+        z = E.conditional_gumbel(x, s.indices, k - 1, generator=gen)  # (k-1, 5, 4), shifted frame
+        assert (z.argmax(-1) == s.indices).all()
         pert += list(z)
     xr = x.clone().requires_grad_(True)
     ref = sum(torch.softmax((xr + torch.where(torch.isinf(x), 0.0, p - x)) / 0.4, -1) for p in pert) / k
@@ -644,8 +650,8 @@ def test_second_order_gradients_match_plain_autograd(name: str) -> None:
         return torch.autograd.grad((g * w).sum(), xx)[0]  # Hessian-vector product with w
 
     s = E.sample(x, name, tau, generator=_gen(27), noise=noise, **opts)
-    h = second(lambda xx: E.sample(xx, name, tau, generator=_gen(27), noise=noise, **opts).hard)
-    torch.testing.assert_close(h, second(_surrogate_reference(name, x, noise, tau, 27, s.index)), rtol=1e-9, atol=1e-11)
+    h = second(lambda xx: E.sample(xx, name, tau, generator=_gen(27), noise=noise, **opts).output)
+    torch.testing.assert_close(h, second(_surrogate_reference(name, x, noise, tau, 27, s.indices)), rtol=1e-9, atol=1e-11)
     assert (h - 6 * x * w).abs().max() > 1e-3  # the estimator's own term is not zero
 
 
@@ -666,7 +672,7 @@ def test_tau_gradient_flows_for_the_relaxations(name: str) -> None:
     tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     noise = gumbel_noise(x.shape, dtype=torch.float64, generator=_gen(29))
     s = E.sample(x, name, tau, noise=noise)
-    (s.hard * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    (s.output * torch.arange(3.0, dtype=torch.float64)).sum().backward()
     assert tau.grad is not None and torch.isfinite(tau.grad) and tau.grad != 0
     # the value: d/dtau of softmax((x + G) / tau) (straight-through for "st_gs") at the same noise
     tau_ref = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
@@ -729,12 +735,11 @@ def test_no_nan_sweep(name: str, case) -> None:
         loss.sum().backward()
     else:
         s = E.sample(xx, name, tau, dim, generator=_gen(seed))
-        assert s.hard.dtype == x.dtype and s.soft.dtype == x.dtype
-        assert torch.isfinite(s.hard).all() and torch.isfinite(s.soft).all()
-        assert not torch.isneginf(x.movedim(dim, -1).gather(-1, s.index.unsqueeze(-1))).any(), "masked sample"
-        if name != "gs":
-            assert ((s.hard == 0) | (s.hard == 1)).all() and (s.hard.sum(dim) == 1).all()
-        ((s.hard * w).sum() + (s.soft * w).sum()).backward()
+        assert s.output.dtype == x.dtype and s.hard.dtype == x.dtype and s.soft.dtype == x.dtype
+        assert torch.isfinite(s.output).all() and torch.isfinite(s.soft).all()
+        assert not torch.isneginf(x.movedim(dim, -1).gather(-1, s.indices.unsqueeze(-1))).any(), "masked sample"
+        assert ((s.hard == 0) | (s.hard == 1)).all() and (s.hard.sum(dim) == 1).all()
+        ((s.output * w).sum() + (s.soft * w).sum()).backward()
     assert xx.grad is not None and torch.isfinite(xx.grad).all()
     assert (xx.grad[torch.isneginf(x)] == 0).all()
 
@@ -746,7 +751,7 @@ def test_surrogate_every_estimator(name: str) -> None:
     loss = E.surrogate(x, lambda h: (h * torch.arange(4.0)).sum((-1, -2)), name, tau, n_samples=3, generator=_gen())
     assert loss.shape == ()
     # f sums the sampled category indices of the 3 rows, averaged over 3 samples (one-hot
-    # samples for all but "gs", whose `hard` is the relaxed sample)
+    # samples for all but "gs", whose `output` is the relaxed sample)
     total = 3 * loss.item()
     assert 0 <= total <= 27, total
     if name != "gs":
@@ -756,7 +761,7 @@ def test_surrogate_every_estimator(name: str) -> None:
     if name != "reinforce":  # pathwise: the mean over n_samples of `sample`'s own gradient
         xr = x.detach().clone().requires_grad_(True)
         s = E.sample(xr.unsqueeze(0).expand(3, 3, 4), name, tau, -1, generator=_gen())
-        (s.hard * torch.arange(4.0)).sum((-1, -2)).mean().backward()
+        (s.output * torch.arange(4.0)).sum((-1, -2)).mean().backward()
         torch.testing.assert_close(x.grad, xr.grad)
 
 

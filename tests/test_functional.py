@@ -227,7 +227,7 @@ def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats):
     # the index of gumbel_softmax_sample; 1e6 draws, alpha = 1e-4
     logits = torch.tensor([1e-5, 0.3, 0.6, 0.1 - 1e-5], dtype=torch.float64).log()
     s = gumbel_softmax_sample(logits.expand(1_000_000, 4), tau=2.0, generator=gen(301))
-    stats.chisquare(_counts(s.index, 4), _probs(logits), 1e-4, "index")
+    stats.chisquare(_counts(s.indices, 4), _probs(logits), 1e-4, "index")
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -289,10 +289,10 @@ def test_hard_forward_is_exactly_one_hot(gen, dtype):
         assert h.dtype == dtype and h.shape == logits.shape
         assert bool(((h == 0) | (h == 1)).all())
         assert bool((h.sum(-1) == 1).all())
-        assert bool((h.argmax(-1) == s.index).all())
+        assert bool((h.argmax(-1) == s.indices).all())
         assert h.requires_grad
     assert torch.equal(y, s.hard)
-    assert not bool((s.index[::3] == 2).any())
+    assert not bool((s.indices[::3] == 2).any())
 
 
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
@@ -319,9 +319,9 @@ def test_dim1_of_4d_equals_movedim(gen, hard):
     if hard:
         assert torch.equal(y, ref)
     s = gumbel_softmax_sample(logits, 0.5, dim=1, noise=noise)
-    assert s.index.shape == (2, 3, 4)
-    assert torch.equal(s.index, (logits + noise).argmax(1))
-    assert torch.equal(gumbel_max(logits, dim=1, noise=noise), s.index)
+    assert s.indices.shape == (2, 3, 4)
+    assert torch.equal(s.indices, (logits + noise).argmax(1))
+    assert torch.equal(gumbel_max(logits, dim=1, noise=noise), s.indices)
 
 
 def _layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -348,7 +348,7 @@ def test_noncontiguous_inputs_match_the_reference(gen, layout):
         torch.testing.assert_close(gumbel_softmax(lg, tau, noise=nz), ref, rtol=1e-12, atol=1e-15)
     s = gumbel_softmax_sample(lg, 0.3, noise=nz)
     torch.testing.assert_close(s.soft, ref_soft, rtol=1e-12, atol=1e-15)
-    assert torch.equal(s.index, z.argmax(-1))
+    assert torch.equal(s.indices, z.argmax(-1))
     assert torch.equal(gumbel_max(lg, noise=nz), z.argmax(-1))
     assert torch.equal(gumbel_topk(lg, 3, noise=nz), z.topk(3, -1).indices)
     # and with autograd on
@@ -376,10 +376,10 @@ def test_sample_views_are_consistent(gen):
     logits = torch.randn(64, 5, generator=gen(0))
     s = gumbel_softmax_sample(logits, 0.8, generator=gen(1))
     assert isinstance(s, GumbelSoftmaxSample)
-    assert s.index.dtype == torch.long and s.index.shape == (64,)
-    assert torch.equal(s.hard, tF.one_hot(s.index, 5).float())
+    assert s.indices.dtype == torch.long and s.indices.shape == (64,)
+    assert torch.equal(s.hard, tF.one_hot(s.indices, 5).float())
     assert torch.equal(s.soft, gumbel_softmax(logits, 0.8, generator=gen(1)))
-    assert torch.equal(s.soft.argmax(-1), s.index)
+    assert torch.equal(s.soft.argmax(-1), s.indices)
     torch.testing.assert_close(s.soft.sum(-1), torch.ones(64))
 
 
@@ -585,7 +585,7 @@ def test_samplers_draw_gumbel_noise(gen, dtype, noise_source):
     assert torch.equal(gumbel_max(logits, generator=gen(1)), z.argmax(-1))
     assert torch.equal(gumbel_topk(logits, 3, generator=gen(1)), z.topk(3, -1).indices)
     s = gumbel_softmax_sample(logits, 0.5, generator=gen(1))
-    assert torch.equal(s.index, z.argmax(-1))
+    assert torch.equal(s.indices, z.argmax(-1))
     ref = torch.softmax((z - z.amax(-1, keepdim=True)) / 0.5, -1)
     tol = 2 * torch.finfo(dtype).eps
     torch.testing.assert_close(s.soft.to(cdt), ref, rtol=tol, atol=tol)

@@ -16,7 +16,7 @@ def test_module_equals_functional_with_same_generator(gen, hard, dim):
     logits = torch.randn(4, 6, 5, generator=gen(0))
     layer = GumbelSoftmax(tau=0.7, hard=hard, dim=dim)
     y = layer(logits, generator=gen(1))
-    ref = gumbel_softmax(logits, 0.7, hard, dim, generator=gen(1))
+    ref = gumbel_softmax(logits, 0.7, hard, dim=dim, generator=gen(1))
     assert torch.equal(y, ref)
 
 

@@ -161,8 +161,8 @@ def test_gumbel_softmax_sample_finite(p: Problem):
     s = gumbel_softmax_sample(p.logits, p.tau, dim=p.dim, generator=_gen(p))
     assert bool(torch.isfinite(s.soft).all())
     _check_one_hot(s.hard, p)
-    assert torch.equal(s.hard.argmax(p.dim), s.index)
-    assert not bool(p.mask.gather(p.dim % p.mask.ndim, s.index.unsqueeze(p.dim)).any())
+    assert torch.equal(s.hard.argmax(p.dim), s.indices)
+    assert not bool(p.mask.gather(p.dim % p.mask.ndim, s.indices.unsqueeze(p.dim)).any())
     _check_grads(p, s.hard + s.soft)
 
 
@@ -222,8 +222,8 @@ def test_large_extreme_inputs_agree_across_code_paths(monkeypatch, shape, dim, d
                 assert bool((grads[0][mask] == 0).all())
                 outs.append((s, grads[0]))
             (s1, g1), (s2, g2) = outs
-            assert torch.equal(s1.index, s2.index) and torch.equal(s1.hard, s2.hard)
-            assert not bool(mask.gather(d, s1.index.unsqueeze(d)).any())
+            assert torch.equal(s1.indices, s2.indices) and torch.equal(s1.hard, s2.hard)
+            assert not bool(mask.gather(d, s1.indices.unsqueeze(d)).any())
             scale = float(g2.double().abs().max()) + 1e-30
             assert float((g1.double() - g2.double()).abs().max()) <= 1e-2 * scale
     finally:

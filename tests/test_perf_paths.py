@@ -129,7 +129,7 @@ def test_generator_path_equals_noise_path(shape, dim, dtype, split_threads):
         a = gk.gumbel_softmax_sample(logits, tau, dim, generator=gen(1))
         b = gk.gumbel_softmax_sample(logits, tau, dim, noise=noise)
         assert torch.equal(a.soft, b.soft) and torch.equal(a.hard, b.hard)
-        assert torch.equal(a.index, (logits + noise).argmax(dim))
+        assert torch.equal(a.indices, (logits + noise).argmax(dim))
     assert torch.equal(gk.gumbel_max(logits, dim, generator=gen(1)), (logits + noise).argmax(dim))
     top = gk.gumbel_topk(logits, 2, dim, generator=gen(1))
     assert torch.equal(top, (logits + noise).topk(2, dim).indices)
@@ -163,9 +163,9 @@ def test_ties_resolve_to_the_first_maximum_like_torch(shape, dim):
     want = logits.argmax(dim)
     assert torch.equal(gk.gumbel_max(logits, dim, noise=noise), want)
     s = gk.gumbel_softmax_sample(logits, 0.5, dim, noise=noise)
-    assert torch.equal(s.index, want)
+    assert torch.equal(s.indices, want)
     lg = logits.clone().requires_grad_(True)
-    assert torch.equal(gk.gumbel_softmax_sample(lg, 0.5, dim, noise=noise).index, want)
+    assert torch.equal(gk.gumbel_softmax_sample(lg, 0.5, dim, noise=noise).indices, want)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
@@ -173,7 +173,7 @@ def test_ties_resolve_to_the_first_maximum_like_torch(shape, dim):
 def test_hard_is_exactly_one_hot(dtype, shape, dim):
     logits = (torch.randn(shape, generator=gen(0)) * 4).to(dtype)
     s = gk.gumbel_softmax_sample(logits, 0.5, dim, generator=gen(1))
-    ref = torch.zeros(shape, dtype=dtype).scatter_(dim, s.index.unsqueeze(dim), 1.0)
+    ref = torch.zeros(shape, dtype=dtype).scatter_(dim, s.indices.unsqueeze(dim), 1.0)
     assert s.hard.dtype == dtype and torch.equal(s.hard, ref)
     # the same draw through the hard-only autograd Function (logits needing a gradient)
     y = gk.gumbel_softmax(logits.clone().requires_grad_(True), 0.5, hard=True, dim=dim, generator=gen(1))

@@ -8,14 +8,13 @@ import random
 
 import pytest
 
-from gumbelkit import (
+from gumbelkit import schedules
+from gumbelkit.schedules import (
     ConstantTau,
     CosineTau,
     ExponentialTau,
     InverseTemperatureTau,
     LinearTau,
-    get_schedule,
-    schedule_names,
 )
 
 
@@ -39,13 +38,13 @@ def _jang(step: int, tau0: float, rate: float, tau_min: float, every: int) -> fl
     ],
 )
 def test_exponential_jang_values(step, expected):
-    sch = ExponentialTau(tau0=1.0, rate=3e-5, tau_min=0.5, every=1000)
+    sch = ExponentialTau(tau0=1.0, tau_end=0.5, rate=3e-5, every=1000)
     assert sch(step) == pytest.approx(expected, rel=1e-14)
     assert sch(step) == pytest.approx(_jang(step, 1.0, 3e-5, 0.5, 1000), rel=1e-15)
 
 
 def test_exponential_every_one_is_continuous():
-    sch = ExponentialTau(tau0=2.0, rate=1e-3, tau_min=0.1, every=1)
+    sch = ExponentialTau(tau0=2.0, tau_end=0.1, rate=1e-3, every=1)
     for step in (0, 1, 7, 500, 2995, 2996, 5000):
         assert sch(step) == pytest.approx(max(0.1, 2.0 * math.exp(-1e-3 * step)), rel=1e-14)
 
@@ -54,7 +53,7 @@ def test_exponential_every_one_is_continuous():
     "step,expected", [(0, 10.0), (250, 7.525), (500, 5.05), (1000, 0.1), (5000, 0.1)]
 )
 def test_linear_values(step, expected):
-    assert LinearTau(start=10.0, end=0.1, total=1000)(step) == pytest.approx(expected, rel=1e-14)
+    assert LinearTau(tau0=10.0, tau_end=0.1, total=1000)(step) == pytest.approx(expected, rel=1e-14)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +68,7 @@ def test_linear_values(step, expected):
     ],
 )
 def test_cosine_values(step, expected):
-    assert CosineTau(start=2.0, end=0.1, total=1000)(step) == pytest.approx(expected, rel=1e-14)
+    assert CosineTau(tau0=2.0, tau_end=0.1, total=1000)(step) == pytest.approx(expected, rel=1e-14)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +76,7 @@ def test_cosine_values(step, expected):
 )
 def test_relgan_inverse_temperature_values(step, expected):
     # RelGAN: beta_t = beta_max ** (t / T); the schedule returns tau = 1 / beta_t
-    sch = InverseTemperatureTau(beta_max=100.0, total=3000)
+    sch = InverseTemperatureTau(tau0=1.0, tau_end=0.01, total=3000)  # beta_max = 100
     assert sch(step) == pytest.approx(expected, rel=1e-14)
     assert 1.0 / sch(step) == pytest.approx(100.0 ** min(step / 3000, 1.0), rel=1e-14)
 
@@ -89,10 +88,10 @@ def test_constant():
 
 ALL = [
     ConstantTau(0.3),
-    ExponentialTau(tau0=1.0, rate=1e-4, tau_min=0.2, every=100),
-    LinearTau(start=5.0, end=0.5, total=700),
-    CosineTau(start=3.0, end=0.2, total=900),
-    InverseTemperatureTau(beta_max=50.0, total=800),
+    ExponentialTau(tau0=1.0, tau_end=0.2, rate=1e-4, every=100),
+    LinearTau(tau0=5.0, tau_end=0.5, total=700),
+    CosineTau(tau0=3.0, tau_end=0.2, total=900),
+    InverseTemperatureTau(tau0=1.0, tau_end=0.02, total=800),
 ]
 
 
@@ -119,52 +118,63 @@ def test_decreasing_schedules_are_monotone(sch):
 
 
 def test_get_schedule_by_name():
-    assert schedule_names() == ["constant", "cosine", "exponential", "linear", "relgan"]
-    assert get_schedule("relgan", beta_max=100.0, total=3000) == InverseTemperatureTau(100.0, 3000)
-    assert get_schedule("exponential") == ExponentialTau()
-    assert get_schedule("linear", start=10.0)(0) == 10.0
+    assert schedules.schedule_names() == ("constant", "exponential", "linear", "cosine", "relgan")
+    assert schedules.get_schedule("relgan", tau_end=0.01, total=3000) == InverseTemperatureTau(1.0, 0.01, 3000)
+    assert schedules.get_schedule("exponential") == ExponentialTau()
+    assert schedules.get_schedule("linear", tau0=10.0)(0) == 10.0
 
     def fn(step: int) -> float:
         return 1.0
 
-    assert get_schedule(fn) is fn
+    assert schedules.get_schedule(fn) is fn
+
+
+def test_one_parameter_convention():
+    # every schedule starts at tau0 and ends at (and keeps) tau_end; no start/end/tau_min/beta_max
+    for name in schedules.schedule_names():
+        fields = {f.name for f in dataclasses.fields(schedules.get_schedule(name))}  # type: ignore[arg-type]
+        assert "tau0" in fields and not fields & {"start", "end", "tau", "tau_min", "beta_max"}
+        if name != "constant":
+            sch = schedules.get_schedule(name, tau0=2.0, tau_end=0.3)
+            assert sch(0) == pytest.approx(2.0, rel=1e-15)
+            assert sch(10**9) == pytest.approx(0.3, rel=1e-14)
 
 
 def test_get_schedule_errors():
-    with pytest.raises(ValueError, match="known schedules: constant, cosine, exponential"):
-        get_schedule("warmup")
-    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['tau0'\]"):
-        get_schedule("linear", tau0=1.0)
+    with pytest.raises(ValueError, match="unknown schedule 'warmup'; known: constant, exponential, linear"):
+        schedules.get_schedule("warmup")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['start'\]"):
+        schedules.get_schedule("linear", start=1.0)
     with pytest.raises(ValueError, match="keyword arguments"):
-        get_schedule(lambda s: 1.0, total=3)
+        schedules.get_schedule(lambda s: 1.0, total=3)
 
 
 @pytest.mark.parametrize(
     "factory,match",
     [
-        (lambda: ConstantTau(0.0), "tau"),
+        (lambda: ConstantTau(0.0), "tau0"),
         (lambda: ConstantTau(-1.0), "tau"),
         (lambda: ConstantTau(math.nan), "tau"),
         (lambda: ConstantTau(math.inf), "tau"),
         (lambda: ConstantTau(True), "tau"),
         (lambda: ConstantTau("1.0"), "tau"),
         (lambda: ExponentialTau(tau0=0.0), "tau0"),
-        (lambda: ExponentialTau(tau_min=-0.1), "tau_min"),
+        (lambda: ExponentialTau(tau_end=-0.1), "tau_end"),
         (lambda: ExponentialTau(rate=-1e-3), "rate"),
         (lambda: ExponentialTau(rate=math.nan), "rate"),
         (lambda: ExponentialTau(rate="fast"), "rate"),
         (lambda: ExponentialTau(every=0), "every"),
         (lambda: ExponentialTau(every=10.0), "every"),
         (lambda: ExponentialTau(every=True), "every"),
-        (lambda: LinearTau(start=0.0), "start"),
-        (lambda: LinearTau(end=-1.0), "end"),
+        (lambda: LinearTau(tau0=0.0), "tau0"),
+        (lambda: LinearTau(tau_end=-1.0), "tau_end"),
         (lambda: LinearTau(total=0), "total"),
-        (lambda: CosineTau(end=math.inf), "end"),
+        (lambda: CosineTau(tau_end=math.inf), "tau_end"),
         (lambda: CosineTau(total=1.5), "total"),
-        (lambda: InverseTemperatureTau(beta_max=0.5), "beta_max"),
-        (lambda: InverseTemperatureTau(beta_max=math.inf), "beta_max"),
-        (lambda: InverseTemperatureTau(beta_max="100"), "beta_max"),
-        (lambda: InverseTemperatureTau(beta_max=True), "beta_max"),
+        (lambda: InverseTemperatureTau(tau_end=0.0), "tau_end"),
+        (lambda: InverseTemperatureTau(tau0=math.inf), "tau0"),
+        (lambda: InverseTemperatureTau(tau_end="0.01"), "tau_end"),
+        (lambda: InverseTemperatureTau(tau0=True), "tau0"),
         (lambda: InverseTemperatureTau(total=-5), "total"),
     ],
 )

@@ -1,17 +1,22 @@
 """gumbelkit: discrete choices inside PyTorch models.
 
 Gumbel noise that is never infinite, exact Gumbel-Max and Gumbel-top-k sampling, Gumbel-Softmax
-(soft and straight-through) that is safe with masks and half precision, temperature schedules,
-and module wrappers. Importing the package does no work beyond importing torch.
+(soft and straight-through) that is safe with masks and half precision, ``torch.distributions``
+classes with torch's and pyro's names, temperature schedules, gradient estimators and module
+wrappers. Every public name has one meaning across the top level and the submodules:
+``gumbelkit.GumbelSoftmax`` is the ``nn.Module`` (``gumbelkit.nn.GumbelSoftmax``); the
+distribution is ``RelaxedOneHotCategorical``. Importing the package does no work beyond
+importing torch.
 """
 
-from gumbelkit import diagnostics, distributions, estimators, subsets
+from gumbelkit import diagnostics, distributions, estimators, schedules, subsets
 from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
 from gumbelkit.distributions import (
     Gumbel,
-    GumbelSoftmaxStraightThrough,
     RelaxedBernoulli,
     RelaxedBernoulliStraightThrough,
+    RelaxedOneHotCategorical,
+    RelaxedOneHotCategoricalStraightThrough,
 )
 from gumbelkit.functional import (
     GumbelSoftmaxSample,
@@ -35,8 +40,6 @@ from gumbelkit.schedules import (
     ExponentialTau,
     InverseTemperatureTau,
     LinearTau,
-    get_schedule,
-    schedule_names,
 )
 from gumbelkit.subsets import (
     SubsetEstimator,
@@ -61,18 +64,18 @@ __all__ = [
     "Gumbel",
     "GumbelSoftmax",
     "GumbelSoftmaxSample",
-    "GumbelSoftmaxStraightThrough",
     "InverseTemperatureTau",
     "LinearTau",
     "RelaxedBernoulli",
     "RelaxedBernoulliStraightThrough",
+    "RelaxedOneHotCategorical",
+    "RelaxedOneHotCategoricalStraightThrough",
     "SubsetEstimator",
     "SubsetSample",
     "diagnostics",
     "distributions",
     "estimators",
     "exponential_noise",
-    "get_schedule",
     "get_validate_args",
     "gumbel_like",
     "gumbel_max",
@@ -85,7 +88,7 @@ __all__ = [
     "max_concrete",
     "relaxed_topk",
     "sample_subset",
-    "schedule_names",
+    "schedules",
     "set_validate_args",
     "simple",
     "straight_through",

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Literal, TypeVar, overload
 
 import torch
 from torch import Tensor
 
 _VALIDATE_ARGS = True
+
+T = TypeVar("T")
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -81,25 +84,95 @@ def check_dim(x: Tensor, dim: object, name: str = "dim") -> int:
     return dim % x.ndim
 
 
-def check_tau(tau: object, name: str = "tau") -> float | Tensor:
-    """Require a positive finite number, or a tensor of positive finite values.
+@overload
+def check_tau(
+    tau: object,
+    name: str = ...,
+    *,
+    minimum: float | None = ...,
+    scalar: Literal[True],
+    owner: str = ...,
+) -> float: ...
 
-    Always runs (it is cheap for a number; for a tensor it is one reduction over tau, which is
-    small in every use we know of).
+
+@overload
+def check_tau(
+    tau: object,
+    name: str = ...,
+    *,
+    minimum: float | None = ...,
+    scalar: bool = ...,
+    owner: str = ...,
+) -> float | Tensor: ...
+
+
+def check_tau(
+    tau: object,
+    name: str = "tau",
+    *,
+    minimum: float | None = None,
+    scalar: bool = False,
+    owner: str = "this function",
+) -> float | Tensor:
+    """The one temperature check of the library: a positive finite number or tensor.
+
+    Args:
+        tau: the value to check.
+        name: the argument's name in error messages (``"temperature"`` in distributions).
+        minimum: smallest allowed value (ReinMax: 1.0), or None for any positive value.
+        scalar: require a single number and return it as a Python float (schedules, module
+            defaults, estimators that treat tau as a constant). A 0-d tensor that does not
+            require grad is accepted and converted; one that requires grad is refused (the
+            conversion would silently drop its gradient), and so is any other tensor.
+        owner: who treats tau as a constant, for the requires-grad message.
+
+    Returns:
+        ``float(tau)`` for a number (or with ``scalar=True``), else the tensor itself.
+
+    A tensor's values are checked with one reduction (small for every temperature we know of).
     """
     if isinstance(tau, Tensor):
-        if not tau.is_floating_point():
-            raise ValueError(f"{name} must be a floating tensor or a number, got dtype {tau.dtype}")
-        bad = ~(torch.isfinite(tau) & (tau > 0))
-        if bool(bad.any()):
-            raise ValueError(f"{name} must be positive and finite (0 < {name} < inf), got {tau}")
-        return tau
+        if scalar:
+            if tau.ndim != 0 or not tau.is_floating_point():
+                raise ValueError(
+                    f"{name} must be a positive finite number or a 0-d float tensor, got a "
+                    f"tensor of shape {tuple(tau.shape)} and dtype {tau.dtype}"
+                )
+            if tau.requires_grad:
+                raise ValueError(
+                    f"{name} requires grad, but {owner} treats {name} as a constant and would "
+                    f"silently drop its gradient; pass {name}.detach(), or a tensor {name} where "
+                    "it is differentiated (gumbel_softmax, 'gs' / 'st_gs', the distributions)"
+                )
+            tau = float(tau)
+        else:
+            if not tau.is_floating_point():
+                raise ValueError(f"{name} must be a floating tensor or a number, got dtype {tau.dtype}")
+            bad = ~(torch.isfinite(tau) & (tau > 0))
+            if minimum is not None:
+                bad |= tau < minimum
+            if bool(bad.any()):
+                raise ValueError(_tau_message(name, minimum, tau))
+            return tau
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise ValueError(f"{name} must be a positive finite number or a tensor, got {tau!r}")
     t = float(tau)
-    if not (math.isfinite(t) and t > 0.0):
-        raise ValueError(f"{name} must be positive and finite (0 < {name} < inf), got {tau!r}")
+    if not (math.isfinite(t) and t > 0.0) or (minimum is not None and t < minimum):
+        raise ValueError(_tau_message(name, minimum, tau))
     return t
+
+
+def _tau_message(name: str, minimum: float | None, got: object) -> str:
+    if minimum is None:
+        return f"{name} must be positive and finite (0 < {name} < inf), got {got!r}"
+    return f"{name} must be finite and >= {minimum} (allowed: {minimum} <= {name} < inf), got {got!r}"
+
+
+def lookup(table: Mapping[str, T], name: object, what: str) -> T:
+    """``table[name]``, or a ValueError naming ``what`` and listing the known names."""
+    if not isinstance(name, str) or name not in table:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(table)}")
+    return table[name]
 
 
 def check_logits(logits: Tensor, dim: int, name: str = "logits") -> None:

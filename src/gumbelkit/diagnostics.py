@@ -175,7 +175,7 @@ def gradient_draws(
         logits: ``(*B, K)`` logits, categories last.
         f: maps ``(M, *B, K)`` samples to ``(M,)`` values (differentiable in the sample for the
             straight-through family).
-        name: a registered estimator (``gumbelkit.estimators.names()``).
+        name: a registered estimator (``gumbelkit.estimators.estimator_names()``).
         tau: temperature (ignored by ``reinforce``).
         n_draws: number of estimates.
         seed: seeds the ``torch.Generator`` used for every draw.
@@ -203,7 +203,7 @@ def gradient_draws(
             loss = E.surrogate(theta, f_batched, name, tau, generator=gen, **options)  # (m,)
         else:
             s = E.sample(theta, name, tau, -1, generator=gen, **options)
-            loss = f(s.hard)  # (m,)
+            loss = f(s.output)  # (m,)
         if loss.shape != (m,):
             raise ValueError(f"f must map (M, *logits.shape) samples to (M,) values, got shape {tuple(loss.shape)}")
         (g,) = torch.autograd.grad(loss.sum(), theta)
@@ -299,7 +299,7 @@ def compare(
     """
     ex = exact_gradient(logits, f) if exact is None else ExactGradient(*exact)
     rows = []
-    for name in E.names() if names is None else names:
+    for name in E.estimator_names() if names is None else names:
         tmin = E.spec(name).tau_min
         if tmin is not None and tau < tmin:
             continue

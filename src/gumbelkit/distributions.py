@@ -2,15 +2,17 @@ r"""``torch.distributions`` classes for the Gumbel family, numerically safe.
 
 * :class:`Gumbel` -- the Gumbel (type-I extreme value) distribution with stable ``log_cdf`` and
   ``log_survival`` in both tails and 53-bit, never-infinite samples.
-* :class:`GumbelSoftmax` -- the relaxed one-hot categorical (Concrete) distribution on the
-  simplex, with a log-space ``log_prob`` that stays finite with ``-inf`` masked logits and at
-  low temperature.
-* :class:`GumbelSoftmaxStraightThrough` -- the same, with an exact one-hot ``rsample`` that
-  carries the relaxed sample's gradient.
+* :class:`RelaxedOneHotCategorical` -- the relaxed one-hot categorical (Concrete,
+  Gumbel-Softmax) distribution on the simplex, with a log-space ``log_prob`` that stays finite
+  with ``-inf`` masked logits and at low temperature.
+* :class:`RelaxedOneHotCategoricalStraightThrough` -- the same, with an exact one-hot
+  ``rsample`` that carries the relaxed sample's gradient.
 * :class:`RelaxedBernoulli` / :class:`RelaxedBernoulliStraightThrough` -- the binary Concrete
   distribution on :math:`(0, 1)` and its hard 0/1 straight-through variant.
 
-Every class follows the ``torch.distributions`` contract (``arg_constraints``, ``support``,
+Names and argument order are torch's and pyro's (``temperature, probs=None, logits=None``),
+so code ported from ``torch.distributions`` or pyro means the same thing here. Every class
+follows the ``torch.distributions`` contract (``arg_constraints``, ``support``,
 ``has_rsample``, ``batch_shape`` / ``event_shape``, ``expand``, ``rsample`` / ``sample``,
 ``log_prob``, ``validate_args``). ``rsample`` and ``sample`` also take a keyword-only
 ``generator`` for reproducible draws. Samples draw their noise with
@@ -51,8 +53,8 @@ from gumbelkit.noise import gumbel_noise
 
 __all__ = [
     "Gumbel",
-    "GumbelSoftmax",
-    "GumbelSoftmaxStraightThrough",
+    "RelaxedOneHotCategorical",
+    "RelaxedOneHotCategoricalStraightThrough",
     "RelaxedBernoulli",
     "RelaxedBernoulliStraightThrough",
 ]
@@ -314,11 +316,11 @@ def _exactly_one(logits: object, probs: object) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# GumbelSoftmax (relaxed one-hot categorical / Concrete)
+# RelaxedOneHotCategorical (relaxed one-hot categorical / Concrete)
 # --------------------------------------------------------------------------------------------
 
 
-class GumbelSoftmax(_GeneratorSampling):
+class RelaxedOneHotCategorical(_GeneratorSampling):
     r"""The Gumbel-Softmax (Concrete, relaxed one-hot categorical) distribution on the simplex.
 
     A sample is
@@ -361,9 +363,10 @@ class GumbelSoftmax(_GeneratorSampling):
         temperature: :math:`\tau`, a positive finite number or a positive tensor broadcastable
             to the batch shape (``(*batch)``, no category dimension); learnable tensors receive
             gradients. Anything else raises ``ValueError``.
+        probs: ``(*batch, K)`` probabilities on the simplex (0 masks a category).
         logits: ``(*batch, K)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        probs: ``(*batch, K)`` probabilities on the simplex (0 masks a category). Pass exactly
-            one of ``logits`` and ``probs``.
+            Pass exactly one of ``probs`` and ``logits`` (torch's order: ``probs`` comes
+            first, so ``RelaxedOneHotCategorical(t, p)`` means probabilities, as in torch).
         validate_args: check parameters and values (default: torch's global default).
 
     Attributes:
@@ -371,7 +374,7 @@ class GumbelSoftmax(_GeneratorSampling):
         probs: ``softmax(logits)``.
 
     Example:
-        >>> d = GumbelSoftmax(0.5, logits=torch.tensor([0.0, 1.0, -float("inf")]))
+        >>> d = RelaxedOneHotCategorical(0.5, logits=torch.tensor([0.0, 1.0, -float("inf")]))
         >>> y = d.rsample((4,), generator=torch.Generator().manual_seed(0))
         >>> y.shape, bool((y[:, 2] == 0).all()), bool(torch.isfinite(d.log_prob(y)).all())
         (torch.Size([4, 3]), True, True)
@@ -393,8 +396,8 @@ class GumbelSoftmax(_GeneratorSampling):
     def __init__(
         self,
         temperature: Tensor | float,
-        logits: Tensor | None = None,
         probs: Tensor | None = None,
+        logits: Tensor | None = None,
         validate_args: bool | None = None,
     ) -> None:
         _exactly_one(logits, probs)
@@ -426,14 +429,18 @@ class GumbelSoftmax(_GeneratorSampling):
         batch_shape = _batch_with_temperature(raw.shape[:-1], self.temperature)
         super().__init__(batch_shape, raw.shape[-1:], validate_args=validate_args)
 
-    def expand(self, batch_shape: _Size, _instance: GumbelSoftmax | None = None) -> GumbelSoftmax:
-        new = self._get_checked_instance(GumbelSoftmax, _instance)
+    def expand(
+        self, batch_shape: _Size, _instance: RelaxedOneHotCategorical | None = None
+    ) -> RelaxedOneHotCategorical:
+        new = self._get_checked_instance(RelaxedOneHotCategorical, _instance)
         batch_shape = torch.Size(batch_shape)
         new.logits = self.logits.expand(batch_shape + self.event_shape)
         new.temperature = self.temperature.expand(batch_shape)
         if "probs" in self.__dict__:
             new.probs = self.probs.expand(batch_shape + self.event_shape)
-        super(GumbelSoftmax, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        super(RelaxedOneHotCategorical, new).__init__(
+            batch_shape, self.event_shape, validate_args=False
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -458,7 +465,7 @@ class GumbelSoftmax(_GeneratorSampling):
         """Relaxed sample ``softmax((logits + g) / temperature)``, shape ``(*sample, *batch, K)``.
 
         Drawn by :func:`gumbelkit.functional.gumbel_softmax`; the same ``generator`` state gives
-        the same sample as :class:`GumbelSoftmaxStraightThrough` (and as the functional API).
+        the same sample as :class:`RelaxedOneHotCategoricalStraightThrough` (and as the functional API).
         """
         logits, tau = self._sample_args(sample_shape)
         return gumbel_softmax(logits, tau, hard=False, dim=-1, generator=generator)
@@ -501,7 +508,7 @@ class GumbelSoftmax(_GeneratorSampling):
         return lp.to(out_dtype)
 
 
-class GumbelSoftmaxStraightThrough(GumbelSoftmax):
+class RelaxedOneHotCategoricalStraightThrough(RelaxedOneHotCategorical):
     r"""Straight-through Gumbel-Softmax: an exact one-hot ``rsample`` with the relaxed gradient.
 
     .. math::
@@ -512,7 +519,7 @@ class GumbelSoftmaxStraightThrough(GumbelSoftmax):
     bfloat16) and is an exact Categorical(softmax(logits)) draw at every temperature; the
     temperature only shapes the gradient (small :math:`\tau`: less biased, higher variance;
     large :math:`\tau`: gradient of a near-uniform softmax). With the same ``generator`` state
-    the draw uses the same noise as :meth:`GumbelSoftmax.rsample`, whose gradient it carries.
+    the draw uses the same noise as :meth:`RelaxedOneHotCategorical.rsample`, whose gradient it carries.
 
     ``log_prob`` choice: samples are one-hot, so ``log_prob(value)`` is the **categorical**
     log-probability :math:`\sum_k y_k \log \pi_k` (:math:`= \log \pi_i` for the one-hot of
@@ -521,11 +528,11 @@ class GumbelSoftmaxStraightThrough(GumbelSoftmax):
     The soft sample is never attached to the returned tensor; use
     :func:`gumbelkit.functional.gumbel_softmax_sample` when you need it.
 
-    Args: as :class:`GumbelSoftmax`.
+    Args: as :class:`RelaxedOneHotCategorical`.
 
     Example:
         >>> logits = torch.zeros(3, requires_grad=True)
-        >>> y = GumbelSoftmaxStraightThrough(1.0, logits=logits).rsample()
+        >>> y = RelaxedOneHotCategoricalStraightThrough(1.0, logits=logits).rsample()
         >>> sorted(y.tolist())
         [0.0, 0.0, 1.0]
         >>> (y * torch.arange(3.0)).sum().backward()  # the soft sample's gradient
@@ -602,8 +609,9 @@ class RelaxedBernoulli(_GeneratorSampling):
     Args:
         temperature: :math:`\tau`, a positive finite number or a positive tensor broadcastable
             with the parameters.
-        logits: log-odds :math:`\ell`, finite, any shape (the batch shape).
-        probs: :math:`\sigma(\ell)` in the open interval (0, 1). Pass exactly one.
+        probs: :math:`\sigma(\ell)` in the open interval (0, 1), any shape (the batch shape).
+        logits: log-odds :math:`\ell`, finite. Pass exactly one of ``probs`` and ``logits``
+            (torch's order: ``RelaxedBernoulli(t, p)`` means a probability, as in torch).
         validate_args: check parameters and values (default: torch's global default).
 
     Example:
@@ -629,8 +637,8 @@ class RelaxedBernoulli(_GeneratorSampling):
     def __init__(
         self,
         temperature: Tensor | float,
-        logits: Tensor | float | None = None,
         probs: Tensor | float | None = None,
+        logits: Tensor | float | None = None,
         validate_args: bool | None = None,
     ) -> None:
         _exactly_one(logits, probs)
@@ -721,7 +729,7 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
     The forward value is exactly 0.0 or 1.0 in every dtype; with the same ``generator`` state
     it uses the same noise as :meth:`RelaxedBernoulli.rsample`, whose gradient it carries.
     ``log_prob`` is the Bernoulli log-mass :math:`b\log\sigma(\ell) + (1-b)\log\sigma(-\ell)`
-    of the hard value (the same choice as :class:`GumbelSoftmaxStraightThrough`), and the
+    of the hard value (the same choice as :class:`RelaxedOneHotCategoricalStraightThrough`), and the
     support is :math:`\{0, 1\}`.
 
     Args: as :class:`RelaxedBernoulli`.

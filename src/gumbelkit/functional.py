@@ -43,19 +43,19 @@ __all__ = [
 
 
 class GumbelSoftmaxSample(NamedTuple):
-    """The three views of one Gumbel-Softmax draw.
+    """The three views of one Gumbel-Softmax draw (field names as torch's ``return_types``).
 
     Attributes:
-        hard: exact one-hot of ``index`` in the logits' dtype, carrying the gradient of ``soft``
-            (straight-through).
+        hard: exact one-hot of ``indices`` in the logits' dtype, carrying the gradient of
+            ``soft`` (straight-through).
         soft: the relaxed sample :math:`\\mathrm{softmax}((\\ell + g) / \\tau)`.
-        index: the sampled category (``LongTensor``, ``dim`` removed); an exact
+        indices: the sampled category (``LongTensor``, ``dim`` removed); an exact
             Categorical(softmax(logits)) sample.
     """
 
     hard: Tensor
     soft: Tensor
-    index: Tensor  # type: ignore[assignment]  # shadows tuple.index by design (the spec names it)
+    indices: Tensor
 
 
 def _perturb(
@@ -331,12 +331,12 @@ def gumbel_softmax_sample(
         noise: optional pre-drawn Gumbel noise of the logits' shape.
 
     Returns:
-        :class:`GumbelSoftmaxSample` ``(hard, soft, index)``; ``hard`` and ``soft`` have the
-        logits' shape and dtype, ``index`` drops ``dim``.
+        :class:`GumbelSoftmaxSample` ``(hard, soft, indices)``; ``hard`` and ``soft`` have the
+        logits' shape and dtype, ``indices`` drops ``dim``.
 
     Example:
         >>> s = gumbel_softmax_sample(torch.randn(4, 10), tau=0.5)
-        >>> bool((s.hard.argmax(-1) == s.index).all())
+        >>> bool((s.hard.argmax(-1) == s.indices).all())
         True
     """
     tau = check_tau(tau)
@@ -352,12 +352,13 @@ def gumbel_softmax(
     logits: Tensor,
     tau: float | Tensor = 1.0,
     hard: bool = False,
+    eps: float = 1e-10,
     dim: int = -1,
     *,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
 ) -> Tensor:
-    r"""Sample from the Gumbel-Softmax (Concrete) distribution; a drop-in for torch's.
+    r"""Sample from the Gumbel-Softmax (Concrete) distribution, with torch's signature.
 
     .. math::
         y = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
@@ -368,15 +369,19 @@ def gumbel_softmax(
     gradient of the soft sample (straight-through Gumbel-Softmax). As :math:`\tau \to 0` the
     soft sample approaches that one-hot; as :math:`\tau \to \infty` it approaches uniform.
 
-    Compared with ``torch.nn.functional.gumbel_softmax``: same arguments and meaning, plus a
-    ``generator``; noise never produces NaN/inf; ``tau`` is validated (``tau=0`` raises instead
-    of returning NaN); masked ``-inf`` logits are safe; half precision is computed in float32.
+    Compared with ``torch.nn.functional.gumbel_softmax(logits, tau=1, hard=False, eps=1e-10,
+    dim=-1)``: the same arguments in the same order, plus keyword-only ``generator`` and
+    ``noise``; ``eps`` is accepted and ignored (torch ignores it too: it is deprecated there, and
+    the noise here is finite by construction); noise never produces NaN/inf; ``tau`` is
+    validated (``tau=0`` raises instead of returning NaN); masked ``-inf`` logits are safe; half
+    precision is computed in float32.
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
         tau: temperature, a positive finite number or a positive tensor broadcastable to logits
             with size 1 along ``dim`` (one temperature per slice).
         hard: return the straight-through one-hot instead of the relaxed sample.
+        eps: accepted for torch compatibility and ignored.
         dim: the category dimension (any; e.g. ``dim=1`` for ``(B, K, H, W)`` dVAE logits).
         generator: optional ``torch.Generator``.
         noise: optional pre-drawn Gumbel noise of the logits' shape.

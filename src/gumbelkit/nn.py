@@ -32,13 +32,11 @@ class GumbelSoftmax(nn.Module):
 
     def __init__(self, tau: float = 1.0, hard: bool = False, dim: int = -1) -> None:
         super().__init__()
-        if isinstance(tau, Tensor):
-            # float(tensor) would silently drop a learnable tau's gradient
-            raise ValueError(
-                "tau at construction must be a positive finite number; pass a tensor "
-                "(e.g. learnable) tau at call time: module(logits, tau=t)"
-            )
-        self.tau = float(check_tau(tau))  # type: ignore[arg-type]
+        # float(tensor) would silently drop a learnable tau's gradient: such a tau is refused
+        # here and passed at call time, module(logits, tau=t)
+        self.tau = check_tau(
+            tau, scalar=True, owner="GumbelSoftmax(tau=...) (it stores a float default)"
+        )
         if hard not in (True, False):
             raise ValueError(f"hard must be True or False, got {hard!r}")
         self.hard = bool(hard)
@@ -53,7 +51,7 @@ class GumbelSoftmax(nn.Module):
     ) -> Tensor:
         """Sample; ``tau`` overrides the module's default for this call."""
         t = self.tau if tau is None else tau
-        return F.gumbel_softmax(logits, t, self.hard, self.dim, generator=generator)
+        return F.gumbel_softmax(logits, t, hard=self.hard, dim=self.dim, generator=generator)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, hard={self.hard}, dim={self.dim}"

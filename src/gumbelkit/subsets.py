@@ -58,6 +58,7 @@ from gumbelkit._validation import (
     check_tau,
     compute_dtype,
     get_validate_args,
+    lookup,
 )
 from gumbelkit.functional import gumbel_topk, straight_through
 from gumbelkit.noise import gumbel_noise
@@ -704,9 +705,7 @@ def subset_estimator_names() -> tuple[str, ...]:
 
 def subset_spec(name: str) -> SubsetEstimatorSpec:
     """The registry entry of ``name``; ValueError listing the known names if unknown."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown k-subset estimator {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return lookup(_REGISTRY, name, "k-subset estimator")
 
 
 def get_subset_estimator(name: str | SubsetFn) -> SubsetFn:

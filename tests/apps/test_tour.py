@@ -141,7 +141,7 @@ def test_section_numbers_sane(results: dict[str, Any]) -> None:
     from gumbelkit import estimators
 
     assert g6["estimator_source"].startswith("gumbelkit.diagnostics")
-    assert {e["estimator"] for e in g6["estimators"].values()} == set(estimators.names())
+    assert {e["estimator"] for e in g6["estimators"].values()} == set(estimators.estimator_names())
     for e in g6["estimators"].values():
         if e["estimator"] == "reinforce":
             # unbiased: |mean - exact| is Monte Carlo error; E[bias^2] = floor^2, so even along a

@@ -1,19 +1,20 @@
 r"""Gradient estimators for discrete samples, behind one entry point and a registry.
 
 Every *pathwise* estimator draws an exact sample :math:`D \sim \mathrm{Categorical}(\mathrm{softmax}(\ell))`
-and returns a :class:`~gumbelkit.functional.GumbelSoftmaxSample` ``(hard, soft, index)`` whose
-``hard`` field carries the estimator's gradient:
+and returns an :class:`EstimatorSample` ``(output, hard, soft, indices)``: ``output`` is the
+tensor to use downstream and carries the estimator's gradient, ``hard`` is always the exact
+one-hot of ``indices``. Generic training code uses ``output`` whatever the estimator:
 
-==============  =====================================================  =========================
-name            gradient routed through ``hard``                       options
-==============  =====================================================  =========================
-``st``          :math:`\nabla \mathrm{softmax}(\ell/\tau)`              --
-``gs``          none: ``hard`` is the relaxed sample itself             --
-``st_gs``       :math:`\nabla \mathrm{softmax}((\ell+g)/\tau)`          --
-``gumbel_rao``  mean over ``k`` conditional Gumbels (Rao-Blackwell)     ``k=10``
-``gst``         softmax of gapped, sample-consistent logits             ``gap=1.0`` or ``"p"``
-``reinmax``     :math:`2J(\pi_1) - \tfrac12 J(\pi_0)`, ``tau >= 1``     --
-==============  =====================================================  =========================
+==============  ========  ===============================================  ======================
+name            output    gradient of ``output``                           options
+==============  ========  ===============================================  ======================
+``st``          ``hard``  :math:`\nabla \mathrm{softmax}(\ell/\tau)`         --
+``gs``          ``soft``  the relaxed sample's own                         --
+``st_gs``       ``hard``  :math:`\nabla \mathrm{softmax}((\ell+g)/\tau)`     --
+``gumbel_rao``  ``hard``  mean over ``k`` conditional Gumbels               ``k=10``
+``gst``         ``hard``  softmax of gapped, sample-consistent logits      ``gap=1.0`` or ``"p"``
+``reinmax``     ``hard``  :math:`2J(\pi_1) - \tfrac12 J(\pi_0)`, tau >= 1    --
+==============  ========  ===============================================  ======================
 
 and the *score-function* estimator ``reinforce`` (leave-one-out baseline, unbiased) needs the
 downstream function, so it is used through :func:`surrogate` or :func:`reinforce_loo`.
@@ -25,9 +26,9 @@ Example:
     >>> from gumbelkit import estimators
     >>> logits = torch.randn(8, 5, requires_grad=True)
     >>> s = estimators.sample(logits, "gumbel_rao", tau=0.5, k=10)
-    >>> loss = (s.hard * torch.arange(5.0)).sum()
+    >>> loss = (s.output * torch.arange(5.0)).sum()
     >>> loss.backward()
-    >>> estimators.names()
+    >>> estimators.estimator_names()
     ('st', 'gs', 'st_gs', 'gumbel_rao', 'gst', 'reinmax', 'reinforce')
 
 Each estimator works along any ``dim``, in float16 / bfloat16 (computed in float32) / float32 /
@@ -51,8 +52,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gumbelkit._validation import check_dim, check_float_tensor
-from gumbelkit.estimators._common import check_float_tau
+from gumbelkit._validation import check_dim, check_float_tensor, check_tau, lookup
+from gumbelkit.estimators._common import EstimatorSample
 from gumbelkit.estimators.gs import gs
 from gumbelkit.estimators.gst import check_gap, gst
 from gumbelkit.estimators.gumbel_rao import conditional_gumbel, gumbel_rao
@@ -60,19 +61,19 @@ from gumbelkit.estimators.reinforce import ReinforceSample, reinforce_loo
 from gumbelkit.estimators.reinmax import reinmax
 from gumbelkit.estimators.st import st
 from gumbelkit.estimators.st_gs import st_gs
-from gumbelkit.functional import GumbelSoftmaxSample
 
 __all__ = [
     "Estimator",
+    "EstimatorSample",
     "EstimatorSpec",
     "ReinforceLOO",
     "ReinforceSample",
     "conditional_gumbel",
-    "get",
+    "estimator_names",
+    "get_estimator",
     "gs",
     "gst",
     "gumbel_rao",
-    "names",
     "reinforce_loo",
     "reinmax",
     "sample",
@@ -82,7 +83,7 @@ __all__ = [
     "surrogate",
 ]
 
-SampleFn = Callable[..., GumbelSoftmaxSample]
+SampleFn = Callable[..., EstimatorSample]
 
 
 def _int_ge1(name: str) -> Callable[[object], int]:
@@ -117,7 +118,7 @@ class EstimatorSpec:
         name: registry name.
         fn: the function (``sample_fn(logits, tau, dim, *, generator, **options)`` for pathwise
             estimators; :func:`reinforce_loo` for the score-function one).
-        kind: ``"pathwise"`` (the gradient rides on ``hard``) or ``"score"`` (needs ``f``).
+        kind: ``"pathwise"`` (the gradient rides on ``output``) or ``"score"`` (needs ``f``).
         options: option name -> validator (raises ValueError, returns the checked value).
         defaults: default option values (documentation; the function has the same defaults).
         tau_min: smallest allowed temperature (ReinMax: 1.0), or None.
@@ -172,7 +173,7 @@ _REGISTRY: dict[str, EstimatorSpec] = {
 }
 
 
-def names(kind: str | None = None) -> tuple[str, ...]:
+def estimator_names(kind: str | None = None) -> tuple[str, ...]:
     """Registered estimator names, in a fixed order.
 
     Args:
@@ -189,17 +190,15 @@ def names(kind: str | None = None) -> tuple[str, ...]:
 
 def spec(name: str) -> EstimatorSpec:
     """The registry entry of ``name`` (ValueError listing the known names otherwise)."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown estimator {name!r}; choose from: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return lookup(_REGISTRY, name, "estimator")
 
 
-def get(name: str | SampleFn) -> SampleFn:
+def get_estimator(name: str | SampleFn) -> SampleFn:
     """Name-or-callable lookup (like timm's ``get_act_fn``).
 
     Args:
         name: a registered pathwise name, or a callable with the signature
-            ``fn(logits, tau, dim, *, generator=None, **options) -> GumbelSoftmaxSample``,
+            ``fn(logits, tau, dim, *, generator=None, **options) -> EstimatorSample``,
             returned as is.
 
     Returns:
@@ -215,7 +214,7 @@ def get(name: str | SampleFn) -> SampleFn:
         raise ValueError(
             f"{name!r} is a score-function estimator: it needs the downstream function f. Use "
             f"gumbelkit.estimators.surrogate(logits, f, {name!r}, ...) or reinforce_loo(logits, f, "
-            f"n_samples); sample() accepts: {', '.join(names('pathwise'))}"
+            f"n_samples); sample() accepts: {', '.join(estimator_names('pathwise'))}"
         )
     return s.fn
 
@@ -236,18 +235,19 @@ def sample(
     *,
     generator: torch.Generator | None = None,
     **options: Any,
-) -> GumbelSoftmaxSample:
-    r"""Draw one exact categorical sample whose ``hard`` field carries estimator ``name``'s gradient.
+) -> EstimatorSample:
+    r"""Draw one exact categorical sample whose ``output`` carries estimator ``name``'s gradient.
 
     .. math::
         \mathrm{hard} = \mathrm{onehot}(D),\quad D \sim \mathrm{Cat}(\mathrm{softmax}(\ell)),
-        \qquad \nabla_\ell\, \mathrm{hard} := \text{the estimator's surrogate Jacobian}
+        \qquad \nabla_\ell\, \mathrm{output} := \text{the estimator's surrogate Jacobian}
 
-    (``gs`` is the exception: its ``hard`` is the relaxed sample.)
+    ``output`` is ``hard`` for every straight-through estimator and the relaxed sample ``soft``
+    for ``gs``.
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
-        name: a name from ``names("pathwise")`` or a callable (see :func:`get`).
+        name: a name from ``estimator_names("pathwise")`` or a callable (see :func:`get_estimator`).
         tau: temperature (``reinmax`` needs ``tau >= 1``). Only ``gs`` and ``st_gs``
             differentiate through a tensor ``tau``; ``st``, ``gst``, ``gumbel_rao`` and
             ``reinmax`` treat it as a constant and raise ValueError if it requires grad.
@@ -256,8 +256,8 @@ def sample(
         **options: estimator options (``k`` for gumbel_rao, ``gap`` for gst, ``noise`` for all).
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)``: ``hard`` and ``soft`` of the logits' shape and
-        dtype, ``index`` with ``dim`` removed.
+        :class:`EstimatorSample` ``(output, hard, soft, indices)``: ``output``, ``hard`` and
+        ``soft`` of the logits' shape and dtype, ``indices`` with ``dim`` removed.
 
     Raises:
         ValueError: unknown name or option (listing the valid ones), bad option values, bad
@@ -266,12 +266,12 @@ def sample(
 
     Example:
         >>> s = sample(torch.randn(4, 6), "st_gs", tau=0.5)
-        >>> s.hard.shape, s.index.shape
+        >>> s.output.shape, s.indices.shape
         (torch.Size([4, 6]), torch.Size([4]))
     """
     if callable(name):
         return name(logits, tau, dim, generator=generator, **options)
-    fn = get(name)
+    fn = get_estimator(name)
     opts = _check_options(_REGISTRY[name], options)
     return fn(logits, tau, dim, generator=generator, **opts)
 
@@ -296,7 +296,7 @@ def surrogate(
         logits: ``(*B, K, *)`` logits; ``-inf`` masks a category.
         f: maps samples ``(n, *logits.shape)`` to ``(n, *P)`` values, ``P`` a prefix of the
             batch shape (e.g. ``(n,)``).
-        name: a registered name (``names()``).
+        name: a registered name (``estimator_names()``).
         tau: temperature (ignored by ``reinforce``).
         dim: the category dimension.
         n_samples: samples to average (default 1 for pathwise estimators, 4 for reinforce).
@@ -320,32 +320,34 @@ def surrogate(
     d = check_dim(logits, dim)
     rep = logits.unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
     out = sample(rep, name, tau, d + 1, generator=generator, **options)
-    return f(out.hard).mean(dim=0)
+    return f(out.output).mean(dim=0)
 
 
 class Estimator(nn.Module):
     """Module form of :func:`sample` for a fixed estimator (like timm's activation modules).
 
     Args:
-        name: a name from ``names("pathwise")``.
+        name: a name from ``estimator_names("pathwise")``.
         tau: default temperature (the call may override it with the step's value).
         dim: the category dimension.
         **options: estimator options, checked now.
 
     Example:
         >>> layer = Estimator("gumbel_rao", tau=0.5, k=10)
-        >>> layer(torch.randn(2, 4)).hard.shape
+        >>> layer(torch.randn(2, 4)).output.shape
         torch.Size([2, 4])
     """
 
     def __init__(self, name: str, tau: float = 1.0, dim: int = -1, **options: Any) -> None:
         super().__init__()
-        get(name)  # raises for unknown / score-function names
+        get_estimator(name)  # raises for unknown / score-function names
         self.name = name
         self.options = _check_options(_REGISTRY[name], options)
         s = _REGISTRY[name]
         # stored as a float: a learnable tau is passed at call time, ``layer(logits, tau=t)``
-        self.tau = check_float_tau(tau, minimum=s.tau_min, owner=f"Estimator({name!r}) (it stores a float default)")
+        self.tau = check_tau(
+            tau, minimum=s.tau_min, scalar=True, owner=f"Estimator({name!r}) (it stores a float default)"
+        )
         self.dim = dim
 
     def forward(
@@ -354,7 +356,7 @@ class Estimator(nn.Module):
         tau: float | None = None,
         *,
         generator: torch.Generator | None = None,
-    ) -> GumbelSoftmaxSample:
+    ) -> EstimatorSample:
         """Sample; ``tau`` overrides the default for this call."""
         t = self.tau if tau is None else tau
         return sample(logits, self.name, t, self.dim, generator=generator, **self.options)

@@ -17,6 +17,7 @@ terms with :math:`c = 1/K`, ReinMax two terms with :math:`c = (2, -\tfrac12)`. T
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,35 +26,27 @@ from gumbelkit._validation import check_dim, check_float_tensor, check_logits, c
 from gumbelkit.noise import gumbel_noise
 
 
-def check_float_tau(
-    tau: object, name: str = "tau", minimum: float | None = None, *, owner: str = "this estimator"
-) -> float:
-    """A positive finite Python number (or 0-d float tensor without grad), optionally ``>= minimum``.
+class EstimatorSample(NamedTuple):
+    """One draw of a pathwise gradient estimator.
 
-    ``st``, ``gst``, ``gumbel_rao`` and ``reinmax`` treat the temperature as a constant (only
-    ``gs`` and ``st_gs`` differentiate through a tensor ``tau``), so a ``tau`` that requires grad
-    is refused here rather than silently detached.
+    Generic training code uses ``output`` for every estimator; ``hard`` is always the exact
+    one-hot and ``indices`` the exact categorical sample.
+
+    Attributes:
+        output: the tensor to pass downstream: it carries the estimator's gradient. For the
+            straight-through estimators (``st``, ``st_gs``, ``gumbel_rao``, ``gst``,
+            ``reinmax``) it is ``hard`` itself; for ``gs`` it is the relaxed sample ``soft``.
+        hard: exact one-hot of ``indices`` (every entry exactly 0 or 1) in the logits' dtype.
+            For ``gs`` it has no gradient path to the logits.
+        soft: the estimator's relaxed tensor (differentiable; see each estimator).
+        indices: the sampled categories (``LongTensor``, ``dim`` removed), an exact
+            Categorical(softmax(logits)) sample.
     """
-    if isinstance(tau, Tensor):
-        if tau.ndim != 0 or not tau.is_floating_point():
-            raise ValueError(
-                f"{name} must be a positive finite number or a 0-d float tensor, got a tensor of shape "
-                f"{tuple(tau.shape)} and dtype {tau.dtype}"
-            )
-        if tau.requires_grad:
-            raise ValueError(
-                f"{name} requires grad, but {owner} treats {name} as a constant and would silently drop "
-                f"its gradient; pass {name}.detach(), or use 'gs' / 'st_gs' to learn {name}"
-            )
-        tau = float(tau)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise ValueError(f"{name} must be a positive finite number, got {tau!r}")
-    t = float(tau)
-    if not (t > 0.0 and t < float("inf")):
-        raise ValueError(f"{name} must be positive and finite (0 < {name} < inf), got {tau!r}")
-    if minimum is not None and t < minimum:
-        raise ValueError(f"{name} must be >= {minimum} for this estimator, got {tau!r}")
-    return t
+
+    output: Tensor
+    hard: Tensor
+    soft: Tensor
+    indices: Tensor
 
 
 def prepare(logits: Tensor, dim: int) -> int:

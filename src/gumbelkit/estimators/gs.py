@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gumbelkit.functional import GumbelSoftmaxSample, gumbel_softmax_sample
+from gumbelkit.estimators._common import EstimatorSample
+from gumbelkit.functional import gumbel_softmax_sample
 
 __all__ = ["gs"]
 
@@ -26,12 +27,12 @@ def gs(
     *,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
-    r"""The soft relaxation: ``hard`` *is* the relaxed sample.
+) -> EstimatorSample:
+    r"""The soft relaxation: ``output`` *is* the relaxed sample.
 
     .. math::
-        \mathrm{hard} = \mathrm{soft} = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right),
-        \qquad \mathrm{index} = \arg\max_i (\ell_i + g_i)
+        \mathrm{output} = \mathrm{soft} = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right),
+        \qquad \mathrm{indices} = \arg\max_i (\ell_i + g_i)
 
     As :math:`\tau \to 0` the relaxed sample tends to the one-hot of ``index`` (and the
     gradient's variance grows without bound); as :math:`\tau \to \infty` it tends to uniform.
@@ -44,12 +45,14 @@ def gs(
         noise: optional pre-drawn Gumbel noise of the logits' shape.
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)`` with ``hard`` equal to ``soft`` (not one-hot).
+        ``EstimatorSample(output, hard, soft, indices)`` with ``output`` the relaxed sample
+        ``soft`` (it carries the gradient) and ``hard`` the exact one-hot of ``indices``,
+        without a gradient path.
 
     Example:
         >>> s = gs(torch.randn(2, 5), tau=0.5)
-        >>> torch.equal(s.hard, s.soft)
-        True
+        >>> torch.equal(s.output, s.soft), bool(((s.hard == 0) | (s.hard == 1)).all())
+        (True, True)
     """
     s = gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise)
-    return GumbelSoftmaxSample(s.soft, s.soft, s.index)
+    return EstimatorSample(s.soft, s.hard.detach(), s.soft, s.indices)

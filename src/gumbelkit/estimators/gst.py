@@ -25,15 +25,15 @@ import math
 import torch
 from torch import Tensor
 
+from gumbelkit._validation import check_tau
 from gumbelkit.estimators._common import (
-    check_float_tau,
+    EstimatorSample,
     draw_gumbel,
     mixed_softmax_st,
     prepare,
     safe_shift,
     shifted,
 )
-from gumbelkit.functional import GumbelSoftmaxSample
 
 __all__ = ["GAP_CHOICES", "gst"]
 
@@ -75,7 +75,7 @@ def gst(
     gap: float | str = 1.0,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
+) -> EstimatorSample:
     r"""Gapped straight-through estimator (GST-1.0 by default, ``gap="p"`` for GST-p).
 
     .. math::
@@ -98,14 +98,15 @@ def gst(
         noise: optional pre-drawn Gumbel noise; the sample is ``argmax(logits + noise)``.
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)``; ``soft`` :math:`= \mathrm{softmax}(\tilde\ell/\tau)`.
+        ``EstimatorSample(output, hard, soft, indices)`` with ``output`` = ``hard``;
+        ``soft`` :math:`= \mathrm{softmax}(\tilde\ell/\tau)`.
 
     Example:
         >>> s = gst(torch.randn(3, 4), gap="p")
-        >>> s.index.shape
+        >>> s.indices.shape
         torch.Size([3])
     """
-    t = check_float_tau(tau, owner="gst")
+    t = check_tau(tau, scalar=True, owner="gst")
     gp = check_gap(gap)
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
@@ -119,4 +120,5 @@ def gst(
     moved = torch.where(winner, torch.zeros_like(xs), torch.minimum(xs, -delta * torch.ones_like(xs)))
     shifts = safe_shift(moved, xs).unsqueeze(0)  # (1, *, K)
     hard, soft = mixed_softmax_st(x, index, shifts, (t,), (1.0,), (1.0,))
-    return GumbelSoftmaxSample(hard.movedim(-1, d), soft.movedim(-1, d), index)
+    hard = hard.movedim(-1, d)
+    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)

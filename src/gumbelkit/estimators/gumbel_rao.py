@@ -33,8 +33,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gumbelkit._validation import check_tau
 from gumbelkit.estimators._common import (
-    check_float_tau,
+    EstimatorSample,
     compute_dtype,
     draw_gumbel,
     mixed_softmax_st,
@@ -42,7 +43,6 @@ from gumbelkit.estimators._common import (
     safe_shift,
     shifted,
 )
-from gumbelkit.functional import GumbelSoftmaxSample
 from gumbelkit.noise import exponential_noise
 
 __all__ = ["conditional_gumbel", "gumbel_rao"]
@@ -106,7 +106,7 @@ def gumbel_rao(
     k: int = 10,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
+) -> EstimatorSample:
     r"""Gumbel-Rao estimator with ``k`` conditional Gumbel samples.
 
     .. math::
@@ -130,15 +130,16 @@ def gumbel_rao(
             is the first of the ``k`` perturbations).
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)``; ``soft`` is the mean of the ``k`` relaxed
-        samples (differentiable, with the same Jacobian that ``hard`` uses).
+        ``EstimatorSample(output, hard, soft, indices)`` with ``output`` = ``hard``; ``soft``
+        is the mean of the ``k`` relaxed samples (differentiable, with the same Jacobian that
+        ``hard`` uses).
 
     Example:
         >>> s = gumbel_rao(torch.randn(3, 4, requires_grad=True), tau=0.5, k=10)
         >>> s.hard.shape
         torch.Size([3, 4])
     """
-    t = check_float_tau(tau, owner="gumbel_rao")
+    t = check_tau(tau, scalar=True, owner="gumbel_rao")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1 (number of conditional Gumbel samples), got {k!r}")
     d = prepare(logits, dim)
@@ -154,4 +155,5 @@ def gumbel_rao(
         shifts = torch.cat([shifts, safe_shift(z, xs)], dim=0)  # (k, *, K)
     w = 1.0 / k
     hard, soft = mixed_softmax_st(x, index, shifts, (t,) * k, (w,) * k, (w,) * k)
-    return GumbelSoftmaxSample(hard.movedim(-1, d), soft.movedim(-1, d), index)
+    hard = hard.movedim(-1, d)
+    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)

@@ -47,13 +47,13 @@ class ReinforceSample(NamedTuple):
         loss: ``(*P)`` surrogate: value = mean of ``f`` over the samples, gradient = REINFORCE-LOO
             (plus the pathwise gradient for parameters inside ``f``).
         hard: ``(n, *logits.shape)`` exact one-hot samples (no gradient path to the logits).
-        index: ``(n, *batch)`` sampled categories (``dim`` removed).
+        indices: ``(n, *batch)`` sampled categories (``dim`` removed).
         values: ``(n, *P)`` the values ``f(hard)``.
     """
 
     loss: Tensor
     hard: Tensor
-    index: Tensor  # type: ignore[assignment]  # shadows tuple.index by design
+    indices: Tensor
     values: Tensor
 
 
@@ -87,7 +87,7 @@ def reinforce_loo(
         generator: optional ``torch.Generator``.
 
     Returns:
-        :class:`ReinforceSample` ``(loss, hard, index, values)``.
+        :class:`ReinforceSample` ``(loss, hard, indices, values)``.
 
     Example:
         >>> logits = torch.zeros(3, 2, requires_grad=True)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gumbelkit._validation import check_tau
 from gumbelkit.estimators._common import (
-    check_float_tau,
+    EstimatorSample,
     draw_gumbel,
     mixed_softmax_st,
     one_hot,
@@ -32,7 +33,6 @@ from gumbelkit.estimators._common import (
     safe_shift,
     shifted,
 )
-from gumbelkit.functional import GumbelSoftmaxSample
 
 __all__ = ["TAU_MIN", "reinmax"]
 
@@ -47,7 +47,7 @@ def reinmax(
     *,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
+) -> EstimatorSample:
     r"""ReinMax estimator (requires ``tau >= 1``).
 
     .. math::
@@ -67,15 +67,16 @@ def reinmax(
         noise: optional pre-drawn Gumbel noise; the sample is ``argmax(logits + noise)``.
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)``; ``soft`` :math:`= \pi_0 = \mathrm{softmax}(\ell)`
-        (differentiable), as in the published API.
+        ``EstimatorSample(output, hard, soft, indices)`` with ``output`` = ``hard``;
+        ``soft`` :math:`= \pi_0 = \mathrm{softmax}(\ell)` (differentiable), as in the
+        published API.
 
     Example:
         >>> s = reinmax(torch.randn(3, 4, requires_grad=True), tau=1.3)
         >>> s.hard.sum().item()
         3.0
     """
-    t = check_float_tau(tau, minimum=TAU_MIN, owner="reinmax")
+    t = check_tau(tau, minimum=TAU_MIN, scalar=True, owner="reinmax")
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)
@@ -86,4 +87,5 @@ def reinmax(
     # pi1 = softmax(x + a) for the constant a = log(pi1) - x (log 0 = -inf is fine: prob 0)
     shifts = torch.stack([safe_shift(pi1.log(), xs), torch.zeros_like(xs)])  # (2, *, K)
     hard, soft = mixed_softmax_st(x, index, shifts, (1.0, 1.0), (2.0, -0.5), (0.0, 1.0))
-    return GumbelSoftmaxSample(hard.movedim(-1, d), soft.movedim(-1, d), index)
+    hard = hard.movedim(-1, d)
+    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)

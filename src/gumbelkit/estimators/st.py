@@ -15,13 +15,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gumbelkit._validation import check_tau
 from gumbelkit.estimators._common import (
-    check_float_tau,
+    EstimatorSample,
     draw_gumbel,
     mixed_softmax_st,
     prepare,
 )
-from gumbelkit.functional import GumbelSoftmaxSample
 
 __all__ = ["st"]
 
@@ -33,7 +33,7 @@ def st(
     *,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
+) -> EstimatorSample:
     r"""Straight-through estimator: exact categorical sample, gradient of :math:`\mathrm{softmax}(\ell/\tau)`.
 
     .. math::
@@ -54,19 +54,20 @@ def st(
             ``argmax(logits + noise)``).
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)``: ``hard`` the exact one-hot carrying the ST
-        gradient, ``soft`` :math:`= \mathrm{softmax}(\ell/\tau)` (differentiable), ``index`` the
-        sampled category.
+        ``EstimatorSample(output, hard, soft, indices)``: ``output`` is ``hard``, the exact
+        one-hot carrying the ST gradient; ``soft`` :math:`= \mathrm{softmax}(\ell/\tau)`
+        (differentiable); ``indices`` the sampled category.
 
     Example:
         >>> s = st(torch.randn(4, 3, requires_grad=True))
         >>> s.hard.sum().item()
         4.0
     """
-    t = check_float_tau(tau, owner="st")
+    t = check_tau(tau, scalar=True, owner="st")
     d = prepare(logits, dim)
     g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
     x = logits.movedim(d, -1)  # (*, K)
     index = (x.detach().to(g.dtype) + g).argmax(dim=-1)  # (*,) exact Gumbel-Max sample
     hard, soft = mixed_softmax_st(x, index, None, (t,), (1.0,), (1.0,))
-    return GumbelSoftmaxSample(hard.movedim(-1, d), soft.movedim(-1, d), index)
+    hard = hard.movedim(-1, d)
+    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gumbelkit.functional import GumbelSoftmaxSample, gumbel_softmax_sample
+from gumbelkit.estimators._common import EstimatorSample
+from gumbelkit.functional import gumbel_softmax_sample
 
 __all__ = ["st_gs"]
 
@@ -24,7 +25,7 @@ def st_gs(
     *,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> GumbelSoftmaxSample:
+) -> EstimatorSample:
     r"""Straight-through Gumbel-Softmax.
 
     .. math::
@@ -42,11 +43,13 @@ def st_gs(
         noise: optional pre-drawn Gumbel noise of the logits' shape.
 
     Returns:
-        ``GumbelSoftmaxSample(hard, soft, index)`` as :func:`gumbelkit.gumbel_softmax_sample`.
+        ``EstimatorSample(output, hard, soft, indices)``: ``output`` is ``hard``, the fields
+        of :func:`gumbelkit.functional.gumbel_softmax_sample`.
 
     Example:
         >>> s = st_gs(torch.randn(2, 5), tau=0.5)
-        >>> bool((s.hard.argmax(-1) == s.index).all())
+        >>> bool((s.hard.argmax(-1) == s.indices).all())
         True
     """
-    return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise)
+    s = gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise)
+    return EstimatorSample(s.hard, s.hard, s.soft, s.indices)

@@ -91,7 +91,7 @@ def run_polyprog(
     """Train the polynomial-programming toy for every estimator; return the JSON payload.
 
     For ``gs`` the training loss is the relaxed one; the *reported* loss is always evaluated at
-    the exact sample ``index`` (the hard one-hot), so all rows measure the same quantity.
+    the exact sample ``indices`` (the hard one-hot), so all rows measure the same quantity.
     ``reinforce`` uses the batch's ``batch`` samples with a leave-one-out baseline.
     """
     if steps % steps_per_epoch:
@@ -123,9 +123,9 @@ def run_polyprog(
             else:
                 logits = theta.unsqueeze(2).expand(n_p, seeds, batch, latent, 2)  # (P, S, B, L, 2)
                 s = E.sample(logits, name, tau, generator=gen, **opts)
-                loss = _poly_loss(s.hard[..., 0], pt).mean(dim=-1).sum()
+                loss = _poly_loss(s.output[..., 0], pt).mean(dim=-1).sum()
                 with torch.no_grad():
-                    z = (s.index == 0).to(theta.dtype)  # (P, S, B, L) exact sample
+                    z = (s.indices == 0).to(theta.dtype)  # (P, S, B, L) exact sample
                     reported = _poly_loss(z, pt).mean(dim=-1)  # (P, S)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -360,7 +360,7 @@ def run_exact(
     value, grad = D.exact_gradient(logits, f)
     t_exact = time.perf_counter() - t0
     options = {"gumbel_rao": {"k": k}, "reinforce": {"n_samples": reinforce_samples}}
-    rows = D.compare(logits, f, E.names(), tau=tau, n_draws=n_draws, seed=seed, options=options, exact=(value, grad))
+    rows = D.compare(logits, f, E.estimator_names(), tau=tau, n_draws=n_draws, seed=seed, options=options, exact=(value, grad))
     rows += D.compare(logits, f, ("gst",), tau=tau, n_draws=n_draws, seed=seed, options={"gst": {"gap": "p"}}, exact=(value, grad))
     for extra_tau in (1.5, 2.0):
         rows += D.compare(logits, f, ("reinmax",), tau=extra_tau, n_draws=n_draws, seed=seed, exact=(value, grad))

@@ -167,7 +167,7 @@ class SelectTask(Task):
         total = config.max_steps or config.epochs * self.steps_per_epoch
         # geometric tau0 -> tau_end over the run: tau0 * exp(-r t) with r = ln(tau0 / tau_end) / (total - 1)
         rate = math.log(config.tau0 / config.tau_end) / max(total - 1, 1)
-        self.schedule = ExponentialTau(tau0=config.tau0, rate=rate, tau_min=config.tau_end, every=1)
+        self.schedule = ExponentialTau(tau0=config.tau0, tau_end=config.tau_end, rate=rate, every=1)
 
     def num_train_examples(self) -> int:
         return len(self.train_x)

@@ -103,7 +103,7 @@ class GlimpseConfig(TrainConfig):
         for name in ("tau0", "tau_end"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {getattr(self, name)}")
-        pathwise = estimators.names("pathwise")
+        pathwise = estimators.estimator_names("pathwise")
         if self.seq_estimator not in pathwise:
             raise ValueError(f"seq_estimator must be one of {', '.join(pathwise)}; got {self.seq_estimator!r}")
         for name in ("train_subset", "test_subset"):
@@ -162,7 +162,7 @@ class GlimpseModel(nn.Module):
                 pm = patch_mask_to_pixels(m, PATCH, SIDE)
                 logits = self.scorer(torch.cat([x * pm, pm], dim=-1)).masked_fill(m.detach() > 0.5, -math.inf)
                 if self.training:
-                    choice = estimators.sample(logits, seq_estimator, tau, -1, generator=generator).hard  # (B, 49)
+                    choice = estimators.sample(logits, seq_estimator, tau, -1, generator=generator).output  # (B, 49)
                 else:
                     choice = F.one_hot(logits.argmax(dim=-1), N_PATCHES).to(x.dtype)
                 m = m + choice
@@ -193,7 +193,7 @@ class GlimpseTask(Task):
         self.steps_per_epoch = max(n_train // config.batch_size, 1)
         total = config.max_steps or config.epochs * self.steps_per_epoch
         rate = math.log(config.tau0 / config.tau_end) / max(total - 1, 1)
-        self.schedule = ExponentialTau(tau0=config.tau0, rate=rate, tau_min=min(config.tau0, config.tau_end), every=1)
+        self.schedule = ExponentialTau(tau0=config.tau0, tau_end=min(config.tau0, config.tau_end), rate=rate, every=1)
         self.centre = torch.zeros(N_PATCHES, device=device).scatter_(0, centre_patches(config.k).to(device), 1.0)
 
     def num_train_examples(self) -> int:

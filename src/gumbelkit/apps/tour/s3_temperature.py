@@ -46,7 +46,7 @@ def run(ctx: TourContext) -> Section:
         s = gumbel_softmax_sample(logits.expand(nc, 3), tau=float(tau), generator=gen)
         e_max.append(float(s.soft.max(-1).values.mean()))
         e_ent.append(float(_entropy(s.soft).mean()))
-        argmax_freq.append(float((s.index == 0).double().mean()))
+        argmax_freq.append(float((s.indices == 0).double().mean()))
         bar.update()
     for tau in SHOW_TAUS:
         s = gumbel_softmax_sample(logits.expand(nc, 3), tau=tau, generator=gen)

@@ -33,14 +33,14 @@ def _schedules() -> dict[str, Callable[[int], float]]:
         "Jang exponential: max(0.5, exp(-3e-5 t)), every 1000": ExponentialTau(),
         "linear 10 -> 0.1 (GDAS)": LinearTau(10.0, 0.1, SCHEDULE_STEPS),
         "cosine 2 -> 0.1": CosineTau(2.0, 0.1, SCHEDULE_STEPS),
-        "RelGAN 1/beta, beta_max = 100": InverseTemperatureTau(100.0, SCHEDULE_STEPS),
+        "RelGAN 1/beta, beta_max = 100": InverseTemperatureTau(1.0, 0.01, SCHEDULE_STEPS),
     }
 
 
 def _annealed(steps: int) -> ExponentialTau:
     # Jang-style exponential decay from TAU_HIGH that reaches TAU_LOW half-way through the run
     return ExponentialTau(tau0=TAU_HIGH, rate=math.log(TAU_HIGH / TAU_LOW) / (0.5 * steps),
-                          tau_min=TAU_LOW, every=max(1, steps // 50))
+                          tau_end=TAU_LOW, every=max(1, steps // 50))
 
 
 def expected_loss(theta: torch.Tensor) -> float:

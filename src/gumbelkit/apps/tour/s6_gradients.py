@@ -41,7 +41,7 @@ def _sweep_with_diagnostics(
 ) -> tuple[torch.Tensor, dict[str, dict[str, Any]]]:
     """Exact gradient and per-estimator statistics from ``gumbelkit.diagnostics``."""
     exact = diagnostics.exact_gradient(logits, f).grad
-    names = list(estimators.names())
+    names = list(estimators.estimator_names())
     rows = diagnostics.tau_sweep(logits, f, names, taus, n_draws=m, seed=seed, options={"gumbel_rao": {"k": 10}})
     stats: dict[str, dict[str, Any]] = {}
     for name in names:

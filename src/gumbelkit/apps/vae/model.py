@@ -34,7 +34,7 @@ __all__ = ["CategoricalVAE", "ELBOTerms", "estimator_names", "iw_nll", "neg_elbo
 
 def estimator_names() -> list[str]:
     """Estimator names accepted by :func:`sample_latent`: the registry's pathwise estimators."""
-    return list(estimators.names("pathwise"))
+    return list(estimators.estimator_names("pathwise"))
 
 
 def sample_latent(logits: Tensor, estimator: str, tau: float, *, generator: torch.Generator | None = None,
@@ -52,7 +52,7 @@ def sample_latent(logits: Tensor, estimator: str, tau: float, *, generator: torc
     Returns:
         ``(B, L, C)`` sample.
     """
-    return estimators.sample(logits, estimator, tau, -1, generator=generator, **options).hard
+    return estimators.sample(logits, estimator, tau, -1, generator=generator, **options).output
 
 
 class ELBOTerms(NamedTuple):

@@ -141,13 +141,15 @@ def build_schedule(config: VAEConfig, total_steps: int) -> Schedule:
     if config.schedule == "constant":
         return ConstantTau(config.tau0)
     if config.schedule == "exponential":
-        return ExponentialTau(config.tau0, config.tau_rate, config.tau_min, config.tau_every)
+        return ExponentialTau(
+            tau0=config.tau0, tau_end=config.tau_min, rate=config.tau_rate, every=config.tau_every
+        )
     if config.schedule == "linear":
-        return LinearTau(config.tau0, config.tau_min, total)
+        return LinearTau(tau0=config.tau0, tau_end=config.tau_min, total=total)
     if config.schedule == "cosine":
-        return CosineTau(config.tau0, config.tau_min, total)
+        return CosineTau(tau0=config.tau0, tau_end=config.tau_min, total=total)
     if config.schedule == "relgan":
-        return InverseTemperatureTau(1.0 / config.tau_min, total)
+        return InverseTemperatureTau(tau0=1.0, tau_end=config.tau_min, total=total)
     raise ValueError(f"schedule must be one of {', '.join(schedule_names())}; got {config.schedule!r}")
 
 
