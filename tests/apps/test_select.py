@@ -23,6 +23,7 @@ from gumbelkit.apps.select.data import (
 )
 from gumbelkit.apps.select.glimpse import centre_patches
 from gumbelkit.apps.select.metrics import median_rank
+from gumbelkit.apps.training import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,16 +127,22 @@ def test_glimpse_cli_smoke_with_evaluator(tmp_path: Path) -> None:
     assert apps_main(["glimpse", "--quick", "--selector", "st_topk", "--out-dir", str(out), "--no-progress"]) == 0
     r = _results(out)
     assert r["test"]["accuracy"] >= 0.5 and r["k"] == 10
-    # a tiny EVAL-X evaluator, then a sequential selector scored by it
+    # a tiny EVAL-X evaluator, then a sequential selector trained through it (REAL-X)
     ev = tmp_path / "ev"
     assert apps_main(["glimpse", "--quick", "--selector", "evalx", "--max-steps", "30", "--out-dir", str(ev),
                       "--no-progress"]) == 0
     seq = tmp_path / "seq"
     assert apps_main(["glimpse", "--quick", "--selector", "sequential", "--k", "3", "--max-steps", "10",
-                      "--evaluator", str(ev / "evaluator.pt"), "--out-dir", str(seq), "--no-progress"]) == 0
+                      "--evaluator", str(ev / "evaluator.pt"), "--train-against", "evaluator", "--out-dir", str(seq),
+                      "--no-progress"]) == 0
     s = _results(seq)
     assert 0.0 <= s["test"]["evalx_accuracy"] <= 1.0 and set(s["evaluator_baselines"]) == {"1", "2", "3", "5", "10", "20", "49"}
+    assert s["test"]["evalx_accuracy"] == s["test"]["accuracy"]  # the selector's classifier is the evaluator
     assert math.isclose(sum(s["patch_usage"]), 3.0, rel_tol=1e-6)  # exactly k patches per image
+    # the evaluator stayed frozen while the selector trained
+    frozen = torch.load(ev / "evaluator.pt", weights_only=True)["state_dict"]
+    trained = load_checkpoint(seq / "checkpoint.pt")["model"]
+    assert all(torch.equal(v, trained[f"classifier.{k}"]) for k, v in frozen.items())
 
 
 @pytest.mark.parametrize("app,argv,match", [

@@ -12,6 +12,9 @@ An EVAL-X-style evaluator (Jethani et al. 2021), a classifier trained once on ra
 (``--selector evalx``), scores every selection without that loophole; pass its checkpoint with
 ``--evaluator``. The same evaluator gives the baselines: k random patches, and the k patches
 nearest the centre. ``--selector random`` / ``centre`` train a classifier on those fixed policies.
+``--train-against evaluator`` trains the selector through the frozen evaluator instead of a
+classifier of its own (REAL-X, Jethani et al. 2021), so the choice of patches cannot carry the
+label: what it selects must be informative to a classifier that never saw the selector.
 
 Example::
 
@@ -83,10 +86,11 @@ class GlimpseConfig(TrainConfig):
     tau0: float = field(default=1.0, metadata=_h("initial temperature"))
     tau_end: float = field(default=0.1, metadata=_h("final temperature (geometric decay over the run)"))
     seq_estimator: str = field(default="st_gs", metadata=_h("categorical estimator of --selector sequential"))
-    hidden: int = field(default=256, metadata=_h("hidden units of the selector and classifier MLPs"))
+    width: int = field(default=16, metadata=_h("channels of the first convolution (the second has twice as many)"))
     train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
     test_subset: int = field(default=0, metadata=_h("evaluate on the first N test images (0: all 10,000)"))
     evaluator: str = field(default="", metadata=_h("EVAL-X evaluator checkpoint (evaluator.pt of an --selector evalx run)"))
+    train_against: str = field(default="own", metadata=_h("the classifier the selector trains through: 'own' (trained jointly) or 'evaluator' (frozen, REAL-X)", choices=("own", "evaluator")))
     data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
     figures: bool = field(default=True, metadata=_h("draw the chosen patches on test images"))
     checkpoint_every: int = field(default=5000, metadata=_h("steps between checkpoints (the last step always saves)"))
@@ -111,10 +115,15 @@ class GlimpseConfig(TrainConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.evaluator and not Path(self.evaluator).is_file():
             raise ValueError(f"evaluator checkpoint not found: {self.evaluator}")
+        if self.train_against not in ("own", "evaluator"):
+            raise ValueError(f"train_against must be 'own' or 'evaluator', got {self.train_against!r}")
+        if self.train_against == "evaluator" and not (self.evaluator and self.selector in (*SUBSET_SELECTORS, "sequential")):
+            raise ValueError("train_against='evaluator' needs --evaluator and a trained selector "
+                             f"({', '.join((*SUBSET_SELECTORS, 'sequential'))})")
 
     def with_quick_defaults(self) -> GlimpseConfig:
         quick: dict[str, Any] = {"train_subset": 5000, "test_subset": 1000, "epochs": 2, "out_dir": "runs/glimpse-quick",
-                                 "threads": 1, "log_every": 10, "figures": False, "hidden": 128}
+                                 "threads": 1, "log_every": 10, "figures": False, "width": 8}
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return dataclasses.replace(self, **{k: v for k, v in quick.items() if getattr(self, k) == defaults[k]})
 
@@ -136,15 +145,15 @@ def random_patch_mask(batch: int, k: int, generator: torch.Generator, device: to
 class GlimpseModel(nn.Module):
     """The selector (none for the fixed policies) and the classifier of the partly seen image."""
 
-    def __init__(self, selector: str, hidden: int) -> None:
+    def __init__(self, selector: str, width: int) -> None:
         super().__init__()
         self.kind = selector
         self.scorer: PatchScorer | None = None
         if selector in SUBSET_SELECTORS:
-            self.scorer = PatchScorer(SIDE * SIDE, N_PATCHES, hidden)  # sees the whole image
+            self.scorer = PatchScorer(1, width)  # sees the whole image
         elif selector == "sequential":
-            self.scorer = PatchScorer(2 * SIDE * SIDE, N_PATCHES, hidden)  # sees what was chosen so far
-        self.classifier = MaskedClassifier(SIDE * SIDE, 10, hidden)
+            self.scorer = PatchScorer(2, width)  # sees what was chosen so far, and where
+        self.classifier: nn.Module = MaskedClassifier(10, width)
 
     def patch_mask(self, x: Tensor, k: int, tau: float, *, generator: torch.Generator | None = None,
                    seq_estimator: str = "st_gs", fixed: Tensor | None = None) -> Tensor:
@@ -174,6 +183,16 @@ class GlimpseModel(nn.Module):
         return self.classifier(x, patch_mask_to_pixels(patch_mask, PATCH, SIDE))
 
 
+def load_evaluator(path: str | Path, dataset: str, device: torch.device) -> MaskedClassifier:
+    """The frozen EVAL-X evaluator saved by an ``--selector evalx`` run."""
+    payload = torch.load(path, map_location=device, weights_only=True)
+    if payload.get("dataset") != dataset:
+        raise ValueError(f"the evaluator {path} was trained on {payload.get('dataset')!r}, not {dataset!r}")
+    ev = MaskedClassifier(10, int(payload["width"]), int(payload["hidden"])).to(device)
+    ev.load_state_dict(payload["state_dict"])
+    return ev.requires_grad_(False).eval()
+
+
 class GlimpseTask(Task):
     """Data, step and evaluation of one glimpse run."""
 
@@ -189,7 +208,10 @@ class GlimpseTask(Task):
         self.train_x, self.train_y = s.train[:n_train].to(device), s.train_labels[:n_train].to(device)
         self.valid_x, self.valid_y = s.valid[:n_test].to(device), s.valid_labels[:n_test].to(device)
         self.test_x, self.test_y = s.test[:n_test].to(device), s.test_labels[:n_test].to(device)
-        self.model = GlimpseModel(config.selector, config.hidden).to(device)
+        self.model = GlimpseModel(config.selector, config.width).to(device)
+        if config.train_against == "evaluator":
+            # REAL-X: the classifier is the frozen evaluator; only the selector learns
+            self.model.classifier = load_evaluator(config.evaluator, config.dataset, device)
         self.steps_per_epoch = max(n_train // config.batch_size, 1)
         total = config.max_steps or config.epochs * self.steps_per_epoch
         rate = math.log(config.tau0 / config.tau_end) / max(total - 1, 1)
@@ -253,18 +275,13 @@ class GlimpseTask(Task):
         x, y = (self.valid_x, self.valid_y) if split == "valid" else (self.test_x, self.test_y)
         return {"accuracy": self.accuracy(self.model.classifier, x, y, self.test_masks(x, generator))}
 
-    def _evaluator(self) -> MaskedClassifier | None:
+    def _evaluator(self) -> nn.Module | None:
         cfg = self.config
         if cfg.selector == "evalx":
             return self.model.classifier
         if not cfg.evaluator:
             return None
-        payload = torch.load(cfg.evaluator, map_location=self.device, weights_only=True)
-        ev = MaskedClassifier(SIDE * SIDE, 10, int(payload["hidden"])).to(self.device)
-        ev.load_state_dict(payload["state_dict"])
-        if payload.get("dataset") != cfg.dataset:
-            raise ValueError(f"the evaluator was trained on {payload.get('dataset')!r}, not {cfg.dataset!r}")
-        return ev
+        return load_evaluator(cfg.evaluator, cfg.dataset, self.device)
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
         cfg = self.config
@@ -287,7 +304,8 @@ class GlimpseTask(Task):
                                                     cen.expand(len(self.test_x), -1)),
                 }
         if cfg.selector == "evalx":
-            torch.save({"state_dict": self.model.classifier.state_dict(), "hidden": cfg.hidden, "dataset": cfg.dataset},
+            clf = self.model.classifier
+            torch.save({"state_dict": clf.state_dict(), "width": cfg.width, "hidden": clf.hidden, "dataset": cfg.dataset},
                        out_dir / "evaluator.pt")
         figures: dict[str, str] = {}
         if cfg.figures and cfg.selector != "evalx":
@@ -298,6 +316,7 @@ class GlimpseTask(Task):
             "dataset": cfg.dataset,
             "selector": cfg.selector,
             "seq_estimator": cfg.seq_estimator if cfg.selector == "sequential" else None,
+            "train_against": cfg.train_against,
             "k": cfg.k,
             "seed": cfg.seed,
             "steps": step,

@@ -153,35 +153,40 @@ class CAEDecoder(nn.Module):
 # --------------------------------------------------------------------------- glimpses
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+def _conv_trunk(in_ch: int, width: int) -> nn.Sequential:
+    """``(B, in_ch, 28, 28)`` -> ``(B, 2 width, 7, 7)``: two 5x5 convolutions of stride 2."""
+    return nn.Sequential(nn.Conv2d(in_ch, width, 5, 2, 2), nn.ReLU(), nn.Conv2d(width, 2 * width, 5, 2, 2), nn.ReLU())
 
 
 class PatchScorer(nn.Module):
-    """``(B, d_in)`` -> ``(B, P)`` patch logits: an MLP with one hidden layer."""
+    """``(B, in_ch * 784)`` -> ``(B, 49)`` patch logits, fully convolutional.
 
-    def __init__(self, d_in: int, patches: int = 49, hidden: int = 256) -> None:
+    Two stride-2 convolutions bring 28 x 28 to the 7 x 7 grid of 4 x 4 patches; a 1 x 1
+    convolution gives one logit per patch (row-major, as :func:`~gumbelkit.apps.select.data.image_patches`).
+    """
+
+    def __init__(self, in_ch: int = 1, width: int = 16) -> None:
         super().__init__()
-        self.net = _mlp([d_in, hidden, patches])
+        self.in_ch = in_ch
+        self.net = nn.Sequential(_conv_trunk(in_ch, width), nn.Conv2d(2 * width, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(x.reshape(x.shape[0], self.in_ch, 28, 28)).flatten(1)  # (B, 49)
 
 
 class MaskedClassifier(nn.Module):
-    """Classifies a partly observed image from ``(x * m, m)``: ``(B, 2 * 784)`` -> ``(B, C)``.
+    """Classifies a partly observed image from the channels ``(x * m, m)``: ``(B, C)`` logits.
 
-    The mask is an input so that an unobserved pixel and a black one differ.
+    The mask is an input so that an unobserved pixel and a black one differ. Two stride-2
+    convolutions, then a hidden layer of ``hidden`` units.
     """
 
-    def __init__(self, d: int = 784, classes: int = 10, hidden: int = 256) -> None:
+    def __init__(self, classes: int = 10, width: int = 16, hidden: int = 128) -> None:
         super().__init__()
-        self.net = _mlp([2 * d, hidden, hidden, classes])
+        self.width, self.hidden = width, hidden
+        self.net = nn.Sequential(_conv_trunk(2, width), nn.Flatten(), nn.Linear(2 * width * 49, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, classes))
 
     def forward(self, x: Tensor, pixel_mask: Tensor) -> Tensor:
-        return self.net(torch.cat([x * pixel_mask, pixel_mask], dim=-1))
+        b = x.shape[0]
+        return self.net(torch.stack([x * pixel_mask, pixel_mask], dim=1).reshape(b, 2, 28, 28))
