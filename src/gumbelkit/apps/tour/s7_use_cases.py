@@ -52,7 +52,9 @@ USE_CASES = (
         "Hard attention picks a few inputs instead of averaging over all of them. L2X selects the k "
         "features that explain a prediction with a relaxed top-k (k Gumbel-Softmax draws combined "
         "by an element-wise max at tau = 0.1); Gumbel-top-k gives the exact k-subset when no "
-        "gradient is needed.",
+        "gradient is needed. gumbelkit.subsets has four k-subset estimators (straight-through top-k, "
+        "relaxed top-k, L2X's max of Concrete samples, SIMPLE); gumbelkit train l2x, select "
+        "(the concrete autoencoder's 50 pixels) and glimpse (k of 49 image patches) use them.",
         ("input x", "selector scores", "*relaxed top-k", "masked x", "predictor"),
     ),
     UseCase(
@@ -106,6 +108,24 @@ def _run_quick_app(ctx: TourContext, app: str) -> tuple[dict[str, Any], FigureRe
     summary = {k: v for k, v in result.results.items() if k in keep}
     return {"ran": True, "seconds": time.perf_counter() - t0, "results": summary}, FigureRef(
         name=name, path=f"figures/{name}.png", caption="")
+
+
+def _selection_results(ctx: TourContext) -> dict[str, Any] | None:
+    """Committed headline numbers (and one figure) of l2x / select / glimpse; nothing is rerun."""
+    try:
+        from gumbelkit.apps.select.summary import headline
+    except ImportError:
+        return None
+    h = headline()
+    if h is None:
+        return None
+    ref = None
+    if h["figure"] is not None:
+        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(h["figure"], ctx.fig_dir / "s7_glimpses.png")
+        ref = FigureRef("s7_glimpses", "figures/s7_glimpses.png", h["caption"])
+    rows = [(f"{label} [committed result]", value) for label, value in h["rows"]]
+    return {"rows": rows, "figure": ref, "numbers": h["numbers"]}
 
 
 def _has_vae_numbers(r: dict[str, Any]) -> bool:
@@ -168,6 +188,11 @@ def run(ctx: TourContext) -> Section:
             ]
         elif ref is not None:
             figures.append(FigureRef(ref.name, ref.path, f"gumbelkit train {app} --quick, run by this tour."))
+    selection = _selection_results(ctx)
+    if selection is not None:
+        table += selection["rows"]
+        if selection["figure"] is not None:
+            figures.append(selection["figure"])
     bar.update()
     bar.close()
 
@@ -191,6 +216,7 @@ def run(ctx: TourContext) -> Section:
                          for uc in USE_CASES},
         "runs": runs,
         "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
+        "selection_results": None if selection is None else selection["numbers"],
     }
     table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))
              for uc in USE_CASES] + table
