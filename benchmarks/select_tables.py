@@ -41,12 +41,32 @@ CAE_PUBLISHED = {"mnist": 0.906, "fashion_mnist": 0.677}
 
 
 def _copy(out_dir: Path, dest: Path) -> bool:
+    """Copy a run's ``results.json`` to ``dest`` and its figures next to the table."""
     src = out_dir / "results.json"
     if not src.exists():
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
+    for png in sorted((out_dir / "figures").glob("*.png")):
+        fig_dir = dest.parent.parent / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(png, fig_dir / (f"{dest.stem}.png" if png.stem in ("glimpses", "selected") else f"{dest.stem}_{png.name}"))
     return True
+
+
+def collect_figures(app: str) -> None:
+    """Copy the figures of finished runs (``runs/<app>/<name>/figures``) next to the table."""
+    for res in sorted((RESULTS / app / "runs").glob("*.json")):
+        out_dir = RUNS / app / res.stem
+        if (out_dir / "results.json").exists():
+            _copy(out_dir, res)
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
 def _run_grid(app: str, main: Callable[[list[str]], int], configs: list[tuple[str, list[str]]]) -> int:
@@ -160,7 +180,7 @@ def render_l2x() -> dict[str, Any]:
         for d in L2X_DATASETS:
             c = cells.get(f"{d}/{s}")
             row.append("-" if c is None else f"{c['median_rank_mean']:.3f} +- {c['median_rank_sd_over_points']:.3f}"
-                       f" (seeds {c['median_rank_sd_over_seeds']:.3f})")
+                       + ("" if math.isnan(c["median_rank_sd_over_seeds"]) else f" (seeds {c['median_rank_sd_over_seeds']:.3f})"))
         lines.append(f"| {SELECTOR_LABELS[s]} | " + " | ".join(row) + " |")
     acc = ["", "Accuracy of the predictor on the test-time top-k mask (against the label's more likely class):", "",
            "| selector | " + " | ".join(L2X_DATASETS) + " |", "|---|" + "---|" * len(L2X_DATASETS)]
@@ -188,6 +208,21 @@ def render_l2x() -> dict[str, Any]:
         f"Runs at commit(s) {_commits(runs)}; per-seed files in runs/. Regenerate: python benchmarks/select_tables.py run l2x",
     ]) + "\n"
     (RESULTS / "l2x" / "table.md").write_text(text)
+    fig, axes = _figure(9, 3.0, len(L2X_DATASETS))
+    for ax, d in zip(axes, L2X_DATASETS, strict=True):
+        sel = [s for s in SUBSET_SELECTORS if f"{d}/{s}" in cells]
+        for i, s in enumerate(sel):
+            c = cells[f"{d}/{s}"]
+            ax.scatter([i] * len(c["per_seed"]), c["per_seed"], s=12, color="#3182bd")
+            ax.errorbar(i, c["median_rank_mean"], yerr=c["median_rank_sd_over_points"], fmt="o", color="#08306b", capsize=3)
+        ax.axhline(L2X_OPTIMUM[d], color="#d95f0e", ls="--", lw=1, label="optimum")
+        ax.set_xticks(range(len(sel)), sel, rotation=35, fontsize=7)
+        ax.set_title(d, fontsize=9)
+        ax.set_ylim(0.5, 10.5)
+    axes[0].set_ylabel("median rank of the relevant features")
+    axes[0].legend(fontsize=7)
+    (RESULTS / "l2x" / "figures").mkdir(parents=True, exist_ok=True)
+    fig.savefig(RESULTS / "l2x" / "figures" / "median_ranks.png", dpi=110)
     out = {"cells": cells, "best": best, "optimum": L2X_OPTIMUM}
     (RESULTS / "l2x" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
@@ -292,6 +327,30 @@ def render_glimpse() -> dict[str, Any]:
         f"Runs at commit(s) {_commits(runs)}; per-run files in runs/. Regenerate: python benchmarks/select_tables.py run glimpse",
     ]) + "\n"
     (RESULTS / "glimpse" / "table.md").write_text(text)
+    datasets = sorted(baselines)
+    if datasets:
+        fig, axes = _figure(4.2 * len(datasets), 3.2, len(datasets))
+        for ax, d in zip(axes, datasets, strict=True):
+            ks = sorted(baselines[d], key=int)
+            for key, label, color in (("random_patches", "k random patches", "#969696"),
+                                      ("centre_patches", "k centre patches", "#fd8d3c")):
+                ax.plot([int(k) for k in ks], [100 * baselines[d][k][key] for k in ks], marker="o", color=color, label=label)
+            for sel in sorted({r["selector"] for r in rows if r["dataset"] == d and r["evalx_accuracy"] is not None}):
+                for against in ("evaluator", "own"):
+                    pts = sorted((r["k"], 100 * r["evalx_accuracy"]) for r in rows if r["dataset"] == d
+                                 and r["selector"] == sel and r["train_against"] == against and r["evalx_accuracy"] is not None)
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s",
+                                ls="-" if len(pts) > 1 else "none",
+                                label=f"{sel}" + (" (REAL-X)" if against == "evaluator" else " (own classifier)"))
+            ax.set_xscale("log")
+            ax.set_xlabel("k (patches of 49)")
+            ax.set_ylabel("test accuracy by the EVAL-X evaluator (%)")
+            ax.set_title(d, fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=6)
+        (RESULTS / "glimpse" / "figures").mkdir(parents=True, exist_ok=True)
+        fig.savefig(RESULTS / "glimpse" / "figures" / "accuracy_vs_k.png", dpi=110)
     out = {"rows": rows, "evaluator_baselines": baselines}
     (RESULTS / "glimpse" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
@@ -323,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"l2x": run_l2x, "select": run_select, "glimpse": run_glimpse}[args.app](args)
     for app in ("l2x", "select", "glimpse") if args.app == "all" else (args.app,):
         if (RESULTS / app / "runs").is_dir():
+            collect_figures(app)
             {"l2x": render_l2x, "select": render_select, "glimpse": render_glimpse}[app]()
             print(f"wrote results/{app}/table.md")
     return 0
