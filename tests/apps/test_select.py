@@ -160,3 +160,21 @@ def test_bad_input_fails_before_training(app: str, argv: list[str], match: str, 
         code = int(exc.code or 0)
     assert code == 2
     assert match in capsys.readouterr().err
+
+
+def test_tour_headline_reads_committed_tables(tmp_path: Path) -> None:
+    from gumbelkit.apps.select.summary import headline
+
+    assert headline(tmp_path) is None  # nothing committed: nothing shown, nothing trained
+    (tmp_path / "l2x").mkdir()
+    (tmp_path / "l2x" / "table.json").write_text(json.dumps(
+        {"best": {"xor": {"selector": "l2x", "median_rank_mean": 1.5, "optimum": 1.5}}}))
+    (tmp_path / "glimpse" / "figures").mkdir(parents=True)
+    (tmp_path / "glimpse" / "figures" / "mnist-st_topk-realx-k10-seed0.png").write_bytes(b"png")
+    row = {"dataset": "mnist", "k": 10, "selector": "st_topk", "seed": 0, "train_against": "evaluator",
+           "evalx_accuracy": 0.96, "random_patches_evalx": 0.77, "centre_patches_evalx": 0.95}
+    (tmp_path / "glimpse" / "table.json").write_text(json.dumps({"rows": [row]}))
+    h = headline(tmp_path)
+    assert h is not None and h["figure"] == tmp_path / "glimpse" / "figures" / "mnist-st_topk-realx-k10-seed0.png"
+    labels = " ".join(label + value for label, value in h["rows"])
+    assert "1.500 (optimum 1.5)" in labels and "96.0%" in labels and "77.0%" in labels
