@@ -40,18 +40,20 @@ def gen() -> Callable[[int], torch.Generator]:
     return make
 
 
-@pytest.fixture(params=["default", "torch.rand"])
-def noise_source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the default noise source, and again with the ``torch.rand`` branch.
+@pytest.fixture(params=["numpy", "torch-ops"])
+def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the numpy block path, and again on the torch-op path.
 
-    On CPU the noise comes from a fast PCG64 block source; other devices (CUDA) use the
-    ``torch.rand`` float64 branch, which CPU-only CI would otherwise never run. The second
-    parameter forces that branch on CPU.
+    On CPU in eager mode the samplers use numpy block kernels (PCG64 noise, numpy softmax,
+    argmax, top-k and backward). CUDA, ``torch.compile`` and ``torch.func`` take the torch-op
+    path instead (``torch.rand`` noise, torch softmax / argmax / top-k, the torch-op backward),
+    which CPU-only CI would otherwise never run. The second parameter forces that whole path on
+    CPU by making :func:`gumbelkit._kernels.numpy_path` answer False everywhere.
     """
-    if request.param == "torch.rand":
-        from gumbelkit import _fast
+    if request.param == "torch-ops":
+        from gumbelkit import _kernels
 
-        monkeypatch.setattr(_fast, "uses_fast_source", lambda device: False)
+        monkeypatch.setattr(_kernels, "numpy_path", lambda t: False)
     return str(request.param)
 
 

@@ -138,3 +138,24 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(D, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_plot_leaves_the_matplotlib_backend_and_pyplot_alone() -> None:
+    # plot() builds a matplotlib.figure.Figure: it used to call matplotlib.use("Agg") and
+    # pyplot.subplots, switching an interactive session's backend and registering a figure
+    import matplotlib.pyplot as plt
+
+    rows = [
+        {"estimator": "st", "tau": t, "bias_norm": 1.0 / t, "variance": t}
+        for t in (0.5, 1.0, 2.0)
+    ]
+    old = matplotlib.get_backend()
+    plt.close("all")
+    try:
+        matplotlib.use("pdf")
+        fig = D.plot(rows)
+        assert matplotlib.get_backend() == "pdf"
+        assert plt.get_fignums() == []
+        assert type(fig).__module__ == "matplotlib.figure" and len(fig.axes) == 2
+    finally:
+        matplotlib.use(old)

@@ -158,7 +158,7 @@ def test_gumbel_moments_entropy_against_scipy(loc: float, scale: float) -> None:
     assert d.mode.item() == loc
 
 
-def test_gumbel_ks_test_of_rsample(gen) -> None:
+def test_gumbel_ks_test_of_rsample(gen, kernel_path) -> None:
     # Kolmogorov-Smirnov on 1e5 float64 samples; alpha = 1e-3: a correct sampler fails with
     # probability 1e-3 over seeds (this seed is fixed, so the run is deterministic).
     loc, scale = 0.3, 1.7
@@ -348,7 +348,7 @@ def test_gumbel_softmax_k2_equals_relaxed_bernoulli() -> None:
         np.testing.assert_allclose(bern.numpy(), cat.numpy(), rtol=1e-11, atol=1e-10)
 
 
-def test_gumbel_softmax_argmax_frequencies_chi_square(gen, stats) -> None:
+def test_gumbel_softmax_argmax_frequencies_chi_square(gen, stats, kernel_path) -> None:
     # the argmax of a relaxed sample is an exact Categorical(probs) draw at any temperature;
     # chi-square on 1e5 draws, alpha = 1e-4 (the false-failure rate over seeds)
     probs = _t([0.02, 0.08, 0.15, 0.0, 0.3, 0.45])
@@ -498,7 +498,7 @@ def test_gumbel_softmax_gradcheck_log_prob_and_rsample(gen) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, gen) -> None:
+def test_straight_through_exact_one_hot_with_soft_gradient(dtype: torch.dtype, gen, kernel_path) -> None:
     torch.manual_seed(3)
     base = torch.randn(4, 7)
     base[1, 2] = NEG_INF
@@ -646,7 +646,7 @@ def test_relaxed_bernoulli_low_temperature_samples(gen) -> None:
     assert torch.isfinite(logits.grad).all()
 
 
-def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats) -> None:
+def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats, kernel_path) -> None:
     # P(y > 1/2) = sigmoid(logit) exactly at every temperature (the whole law of the logit is
     # KS-tested below). Exact binomial test per logit on 1e5 draws, alpha = 1e-4 each:
     # false-failure rate <= 5 * 1e-4 in all.
@@ -658,7 +658,7 @@ def test_relaxed_bernoulli_threshold_frequency_binomial(gen, stats) -> None:
         stats.binom_two_sided(int(k[j]), n, 1 / (1 + math.exp(-lg)), alpha=1e-4, what=f"logit={lg}")
 
 
-def test_relaxed_bernoulli_ks_of_logit_samples(gen) -> None:
+def test_relaxed_bernoulli_ks_of_logit_samples(gen, kernel_path) -> None:
     # the logit of a sample is Logistic(logit / tau, 1 / tau): KS on 1e5 draws, alpha = 1e-3
     lg, tau = 0.8, 0.6
     y = RelaxedBernoulli(tau, logits=_t(lg)).sample((100_000,), generator=gen(43)).numpy()
@@ -701,3 +701,160 @@ def test_relaxed_bernoulli_gradcheck(gen) -> None:
         return RelaxedBernoulli(temp, logits=logits).rsample((2,), generator=gen(3))
 
     assert torch.autograd.gradcheck(rs, (logits, temp))
+
+
+# ============================================================================================
+# Porting: the same calls as torch.distributions and pyro mean the same thing
+# ============================================================================================
+
+import pyro.distributions as pyro_dist  # noqa: E402  (a dev dependency: the porting reference)
+import torch.distributions as td  # noqa: E402
+
+
+def _ks_two_sample(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(sps.ks_2samp(a.double().numpy().ravel(), b.double().numpy().ravel()).pvalue)
+
+
+@pytest.mark.parametrize("by", ["probs_positional", "logits_keyword"])
+def test_porting_relaxed_one_hot_categorical_from_torch(by, gen) -> None:
+    probs = _t([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    temperature = _t(0.5)  # torch divides (*batch, K) scores by it: a per-batch tensor breaks there
+    if by == "probs_positional":  # torch's order: RelaxedOneHotCategorical(temperature, probs)
+        ours, theirs = RelaxedOneHotCategorical(temperature, probs), td.RelaxedOneHotCategorical(temperature, probs)
+    else:
+        lg = probs.log() + 3.0
+        ours = RelaxedOneHotCategorical(temperature, logits=lg)
+        theirs = td.RelaxedOneHotCategorical(temperature, logits=lg)
+    assert ours.batch_shape == theirs.batch_shape and ours.event_shape == theirs.event_shape
+    torch.testing.assert_close(ours.probs, theirs.probs, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ours.logits, theirs.logits, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ours.temperature, theirs.temperature)
+    torch.manual_seed(0)
+    y_theirs = theirs.sample((20_000,))
+    y_ours = ours.sample((20_000,), generator=gen(3))
+    torch.testing.assert_close(ours.log_prob(y_theirs), theirs.log_prob(y_theirs), rtol=1e-9, atol=1e-9)
+    # the same sample distribution: two-sample KS of each coordinate and batch element
+    # (6 tests, each alpha = 1e-4 / 6 by the union bound)
+    for b in range(2):
+        for j in range(3):
+            assert _ks_two_sample(y_ours[:, b, j], y_theirs[:, b, j]) > 1e-4 / 6
+
+
+@pytest.mark.parametrize("by", ["probs_positional", "logits_keyword"])
+def test_porting_relaxed_bernoulli_from_torch(by, gen) -> None:
+    p = _t([0.9, 0.2])
+    temperature = _t(0.7)
+    if by == "probs_positional":  # the issue's example: RelaxedBernoulli(0.5, tensor([0.9])).probs
+        ours, theirs = RelaxedBernoulli(temperature, p), td.RelaxedBernoulli(temperature, p)
+    else:
+        lg = (p / (1 - p)).log()
+        ours, theirs = RelaxedBernoulli(temperature, logits=lg), td.RelaxedBernoulli(temperature, logits=lg)
+    assert ours.batch_shape == theirs.batch_shape
+    torch.testing.assert_close(ours.probs, theirs.probs, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ours.logits, theirs.logits, rtol=1e-12, atol=1e-14)
+    torch.manual_seed(1)
+    y_theirs = theirs.sample((20_000,)).clamp(1e-6, 1 - 1e-6)
+    y_ours = ours.sample((20_000,), generator=gen(4))
+    torch.testing.assert_close(ours.log_prob(y_theirs), theirs.log_prob(y_theirs), rtol=1e-9, atol=1e-9)
+    for b in range(2):  # alpha = 1e-4 / 2 each
+        assert _ks_two_sample(y_ours[:, b], y_theirs[:, b]) > 1e-4 / 2
+
+
+def _with_unquantize(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """A hard value carrying pyro's ``_unquantize`` attribute (what pyro's rsample returns)."""
+    v = hard.detach().clone()
+    v._unquantize = soft  # type: ignore[attr-defined]
+    return v
+
+
+def test_porting_relaxed_one_hot_straight_through_from_pyro(gen, stats) -> None:
+    probs = _t([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    ours = RelaxedOneHotCategoricalStraightThrough(0.8, probs, log_prob_of="relaxed")
+    theirs = pyro_dist.RelaxedOneHotCategoricalStraightThrough(torch.tensor(0.8, dtype=F64), probs)
+    torch.testing.assert_close(ours.probs, theirs.probs)
+    torch.testing.assert_close(ours.logits, theirs.logits, rtol=1e-12, atol=1e-14)
+    hard = ours.rsample((4,), generator=gen(5))
+    soft = RelaxedOneHotCategorical(0.8, probs).rsample((4,), generator=gen(5))  # the same draw
+    assert torch.equal(hard, torch.nn.functional.one_hot(soft.argmax(-1), 3).to(F64))
+    # pyro's convention: log_prob of the hard sample is the Concrete density of the soft one
+    torch.testing.assert_close(ours.log_prob(hard), theirs.log_prob(_with_unquantize(hard, soft)), rtol=1e-9, atol=1e-9)
+    # ... also on another distribution with the same convention (a prior, as in a pyro ELBO)
+    prior = RelaxedOneHotCategoricalStraightThrough(0.8, logits=torch.zeros(3, dtype=F64), log_prob_of="relaxed")
+    pyro_prior = pyro_dist.RelaxedOneHotCategoricalStraightThrough(torch.tensor(0.8, dtype=F64), logits=torch.zeros(3, dtype=F64))
+    torch.testing.assert_close(prior.log_prob(hard), pyro_prior.log_prob(_with_unquantize(hard, soft)), rtol=1e-9, atol=1e-9)
+    assert not hasattr(hard, "_unquantize")  # nothing hangs on our tensor
+    # the default convention: the categorical log-probability of the one-hot
+    default = RelaxedOneHotCategoricalStraightThrough(0.8, probs)
+    torch.testing.assert_close(default.log_prob(hard), td.OneHotCategorical(probs).log_prob(hard))
+    # the same sample distribution: counts of each category, ours vs pyro's, for each batch
+    # element (chi-square of homogeneity, alpha = 1e-4 / 2 each)
+    torch.manual_seed(2)
+    n = 20_000
+    mine = ours.sample((n,), generator=gen(6)).sum(0)  # (2, 3)
+    with torch.no_grad():
+        pyros = theirs.rsample((n,)).sum(0)  # pyro's sample() is the relaxed value, rsample hard
+    for b in range(2):
+        table = np.stack([mine[b].numpy(), pyros[b].numpy()])
+        assert sps.chi2_contingency(table)[1] > 1e-4 / 2
+
+
+def test_porting_relaxed_bernoulli_straight_through_from_pyro(gen) -> None:
+    p = _t([0.9, 0.2])
+    ours = RelaxedBernoulliStraightThrough(0.6, p, log_prob_of="relaxed")
+    theirs = pyro_dist.RelaxedBernoulliStraightThrough(torch.tensor(0.6, dtype=F64), p)
+    torch.testing.assert_close(ours.probs, theirs.probs)
+    hard = ours.rsample((5,), generator=gen(7))
+    soft = RelaxedBernoulli(0.6, p).rsample((5,), generator=gen(7))  # the same draw
+    assert torch.equal(hard, (soft > 0.5).to(F64))
+    torch.testing.assert_close(ours.log_prob(hard), theirs.log_prob(_with_unquantize(hard, soft)), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        RelaxedBernoulliStraightThrough(0.6, p).log_prob(hard), td.Bernoulli(p).log_prob(hard)
+    )
+    # expand keeps the convention
+    assert ours.expand((3, 2)).log_prob_of == "relaxed"
+    with pytest.raises(ValueError, match="log_prob_of must be 'hard' or 'relaxed'"):
+        RelaxedBernoulliStraightThrough(0.6, p, log_prob_of="pyro")
+
+
+def test_one_validation_switch_torchs_validate_args() -> None:
+    from gumbelkit import validate_args as gk_validate
+
+    bad = torch.tensor([[0.0, float("inf"), 1.0]])
+    # gumbelkit's sampler switch plays no part: validate_args=False never raises ...
+    with gk_validate(True):
+        RelaxedOneHotCategorical(0.5, logits=bad, validate_args=False)
+        RelaxedBernoulli(0.5, logits=torch.tensor([float("nan")]), validate_args=False)
+    # ... and validate_args=True always checks
+    with gk_validate(False):
+        with pytest.raises(ValueError, match=r"\+inf"):
+            RelaxedOneHotCategorical(0.5, logits=bad, validate_args=True)
+        with pytest.raises(ValueError, match="finite"):
+            RelaxedBernoulli(0.5, logits=torch.tensor([float("nan")]), validate_args=True)
+    # the default is torch's global default
+    old = torch.distributions.Distribution._validate_args
+    try:
+        torch.distributions.Distribution.set_default_validate_args(False)
+        RelaxedOneHotCategorical(0.5, logits=bad)
+        torch.distributions.Distribution.set_default_validate_args(True)
+        with pytest.raises(ValueError):
+            RelaxedOneHotCategorical(0.5, logits=bad)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(old)
+
+
+def test_simplex_support_tolerance_is_a_few_eps(gen) -> None:
+    support = RelaxedOneHotCategorical(0.5, logits=torch.zeros(1000)).support
+    # a float16 vector of K = 1000 summing to 1.9 is not on the simplex (a K * eps tolerance let
+    # it pass)
+    v = torch.full((1000,), 1.9 / 1000).half()
+    assert abs(float(v.double().sum()) - 1.9) < 0.01
+    assert not bool(support.check(v))
+    # correct samples pass in every dtype, K up to 1000
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        for k in (2, 1000):
+            y = RelaxedOneHotCategorical(0.5, logits=torch.randn(50, k, generator=gen(8)).to(dtype)).sample(generator=gen(9))
+            assert bool(support.check(y).all()), (dtype, k)
+    # float64 is held to float64's precision: off by 1e-12 is off the simplex
+    w = torch.full((4,), 0.25, dtype=F64)
+    w[0] += 1e-12
+    assert not bool(support.check(w))

@@ -7,6 +7,7 @@ implementation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -16,9 +17,9 @@ from scipy import stats
 
 import gumbelkit.diagnostics as D
 from gumbelkit import estimators as E
-from gumbelkit.estimators._common import _MixedSoftmaxST, mixed_softmax_st
+from gumbelkit._autograd import MixtureST
 from gumbelkit.functional import gumbel_softmax
-from gumbelkit.noise import exponential_noise, gumbel_noise
+from gumbelkit.noise import conditional_gumbel, exponential_noise, gumbel_noise
 
 ALL = E.estimator_names()
 PATHWISE = E.estimator_names("pathwise")
@@ -189,7 +190,7 @@ def _chi_square(index: torch.Tensor, logits: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", PATHWISE)
-def test_forward_is_an_exact_categorical_sample(name: str) -> None:
+def test_forward_is_an_exact_categorical_sample(name: str, kernel_path) -> None:
     # categories along dim 0 (not last), to exercise the movedim path
     logits = CHI_LOGITS[:, None].expand(6, CHI_N).contiguous()
     opts = {"k": 2} if name == "gumbel_rao" else {}  # the sample does not depend on k
@@ -378,6 +379,30 @@ def test_reinforce_surrogate_value_is_the_sample_mean() -> None:
 # --------------------------------------------------------------------------- gradcheck
 
 
+@dataclass(frozen=True)
+class _FixedShifts:
+    """A MixtureST plan whose shifts are given (aux[0], (M, *, K))."""
+
+    taus: tuple[float, ...]
+    coefs: tuple[float, ...]
+
+    @property
+    def components(self) -> int:
+        return len(self.taus)
+
+    def tau(self, m: int) -> float:
+        return self.taus[m]
+
+    def c_hard(self, m: int) -> float:
+        return self.coefs[m]
+
+    def c_soft(self, m: int) -> float:
+        return self.coefs[m]
+
+    def shift(self, xs, indices, aux, start, stop):
+        return aux[0][start:stop]
+
+
 def _mixture_reference(x, shifts, taus, coefs):
     return sum(c * torch.softmax((x + a) / t, -1) for a, t, c in zip(shifts, taus, coefs, strict=True))
 
@@ -395,11 +420,11 @@ def test_gradcheck_mixed_softmax_backward(taus, coefs) -> None:
     shifts = torch.randn(m, 3, 5, dtype=torch.float64, generator=_gen(2))
     shifts[:, 1, 2] = 0.0  # masked entries carry a zero shift
     kw = {"dtype": torch.float64}
-    t, c = torch.tensor(taus, **kw), torch.tensor(coefs, **kw)
-    hard = torch.zeros(3, 5, **kw)
+    plan = _FixedShifts(taus, coefs)
+    idx = torch.tensor([0, 1, 4])
 
     def soft(xx):
-        return _MixedSoftmaxST.apply(xx, shifts, t, c, c, hard)[1]
+        return MixtureST.apply(xx, idx, plan, shifts)[1]
 
     xg = x.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda v: soft(v.masked_fill(torch.isinf(x), NEG_INF)), (xg,))
@@ -408,7 +433,7 @@ def test_gradcheck_mixed_softmax_backward(taus, coefs) -> None:
     # `hard` routes the incoming gradient through the very same formula (straight-through)
     g = torch.randn(3, 5, **kw, generator=_gen(3))
     xa = x.clone().requires_grad_(True)
-    (_MixedSoftmaxST.apply(xa, shifts, t, c, c, hard)[0] * g).sum().backward()
+    (MixtureST.apply(xa, idx, plan, shifts)[0] * g).sum().backward()
     xb = x.clone().requires_grad_(True)
     (_mixture_reference(xb, shifts, taus, coefs) * g).sum().backward()
     torch.testing.assert_close(xa.grad, xb.grad)
@@ -426,7 +451,7 @@ def test_smooth_soft_list_is_current() -> None:
 
 
 @pytest.mark.parametrize("name", SMOOTH_SOFT)
-def test_gradcheck_soft_output(name: str) -> None:
+def test_gradcheck_soft_output(name: str, kernel_path) -> None:
     x = torch.randn(2, 4, dtype=torch.float64, generator=_gen(5))
     mask = torch.zeros(2, 4, dtype=torch.bool)
     mask[0, 3] = True
@@ -446,7 +471,7 @@ def _hard_grad(x, name, tau, g, **opts):
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.5])
-def test_reinmax_hard_gradient_matches_its_formula(tau: float) -> None:
+def test_reinmax_hard_gradient_matches_its_formula(tau: float, kernel_path) -> None:
     x = torch.randn(4, 5, dtype=torch.float64, generator=_gen(9))
     x[2, 1] = NEG_INF
     g = torch.randn(4, 5, dtype=torch.float64, generator=_gen(10))
@@ -461,7 +486,7 @@ def test_reinmax_hard_gradient_matches_its_formula(tau: float) -> None:
 
 
 @pytest.mark.parametrize("gap", [1.0, 0.3, "p"])
-def test_gst_hard_gradient_matches_its_formula(gap) -> None:
+def test_gst_hard_gradient_matches_its_formula(gap, kernel_path) -> None:
     x = torch.randn(6, 4, dtype=torch.float64, generator=_gen(11)) * 2
     x[3, 0] = NEG_INF
     g = torch.randn(6, 4, dtype=torch.float64, generator=_gen(12))
@@ -485,7 +510,7 @@ def test_gst_hard_gradient_matches_its_formula(gap) -> None:
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_gumbel_rao_hard_gradient_matches_its_formula(k: int) -> None:
+def test_gumbel_rao_hard_gradient_matches_its_formula(k: int, kernel_path) -> None:
     # rebuild the k perturbations from the same generator stream: the draw that picks the
     # sample, then k - 1 conditional Gumbels; the gradient is the mean softmax Jacobian
     x = torch.randn(5, 4, dtype=torch.float64, generator=_gen(15))
@@ -497,7 +522,7 @@ def test_gumbel_rao_hard_gradient_matches_its_formula(k: int) -> None:
     assert torch.equal((x + noise).argmax(-1), s.indices)
     pert = [x + noise]
     if k > 1:
-        z = E.conditional_gumbel(x, s.indices, k - 1, generator=gen)  # (k-1, 5, 4), shifted frame
+        z = conditional_gumbel(x, s.indices, k - 1, generator=gen)  # (k-1, 5, 4), shifted frame
         assert (z.argmax(-1) == s.indices).all()
         pert += list(z)
     xr = x.clone().requires_grad_(True)
@@ -516,18 +541,18 @@ def test_st_hard_gradient_is_the_tempered_softmax_gradient() -> None:
     torch.testing.assert_close(got, xr.grad)
 
 
-def test_conditional_gumbel_has_the_right_argmax_and_law() -> None:
+def test_conditional_gumbel_has_the_right_argmax_and_law(kernel_path) -> None:
     # conditional on argmax = i, the max of l + G is Gumbel(logsumexp(l)) regardless of i:
     # Kolmogorov-Smirnov on 20000 draws, chance failure 1e-4
     logits = torch.tensor([0.5, -1.0, 2.0, NEG_INF], dtype=torch.float64)
-    z = E.conditional_gumbel(logits, torch.tensor(1), 20000, generator=_gen(15))
+    z = conditional_gumbel(logits, torch.tensor(1), 20000, generator=_gen(15))
     assert (z.argmax(-1) == 1).all() and torch.isneginf(z[:, 3]).all()
     top = z[:, 1] + logits.max()  # back to the un-shifted frame
     loc = torch.logsumexp(logits, 0).item()
     assert stats.kstest(top.numpy(), stats.gumbel_r(loc=loc).cdf).pvalue > 1e-4
     # extreme logits: no overflow, winner kept
     big = torch.tensor([1e30, -1e30, 0.0], dtype=torch.float32)
-    zb = E.conditional_gumbel(big, torch.tensor(2), 10, generator=_gen(16))
+    zb = conditional_gumbel(big, torch.tensor(2), 10, generator=_gen(16))
     assert (zb.argmax(-1) == 2).all() and not torch.isnan(zb).any()
 
 
@@ -545,7 +570,7 @@ def _conditional_ks_min_p(sampler) -> float:
 
 def _wrong_sampler_clamped(logits, index, n, *, generator=None):
     # untruncated Gumbels for the losers, clamped just below the (correct) winner
-    z = E.conditional_gumbel(logits, index, n, generator=generator)
+    z = conditional_gumbel(logits, index, n, generator=generator)
     xs = logits - logits.max()
     top = z[:, index].unsqueeze(-1)
     fresh = xs + gumbel_noise((n, *xs.shape), dtype=xs.dtype, generator=generator)
@@ -563,7 +588,7 @@ def _wrong_sampler_forced(logits, index, n, *, generator=None):
 
 def _wrong_sampler_location(logits, index, n, *, generator=None):
     # right winner and right truncation, but the losers' locations are half the logits
-    z = E.conditional_gumbel(logits, index, n, generator=generator)
+    z = conditional_gumbel(logits, index, n, generator=generator)
     xs = logits - logits.max()
     top = z[:, index].unsqueeze(-1)
     log_e = exponential_noise((n, *xs.shape), dtype=xs.dtype, generator=generator).log()
@@ -571,11 +596,11 @@ def _wrong_sampler_location(logits, index, n, *, generator=None):
     return torch.where(win, top, -torch.logaddexp(log_e - 0.5 * xs, -top))
 
 
-def test_conditional_gumbel_law_of_every_coordinate_matches_rejection_sampling() -> None:
+def test_conditional_gumbel_law_of_every_coordinate_matches_rejection_sampling(kernel_path) -> None:
     # two-sample Kolmogorov-Smirnov per coordinate (winner and the three losers) against
     # rejection-sampled Gumbel-Max draws. Fails if any p < 2.5e-5: by the union bound over the
     # 4 coordinates, a correct sampler fails with probability <= 1e-4.
-    assert _conditional_ks_min_p(E.conditional_gumbel) > 2.5e-5
+    assert _conditional_ks_min_p(conditional_gumbel) > 2.5e-5
 
 
 @pytest.mark.parametrize("wrong", [_wrong_sampler_clamped, _wrong_sampler_forced, _wrong_sampler_location])
@@ -590,10 +615,10 @@ def test_conditional_gumbel_law_test_rejects_wrong_samplers(wrong) -> None:
 def test_conditional_gumbel_half_precision_keeps_the_argmax(dtype) -> None:
     # computed in float32 and rounded: a naive cast ties ~0.03% of 2e5 draws with the winner here
     logits = torch.tensor([8.0, 0.0, -3.0])
-    z = E.conditional_gumbel(logits.to(dtype), torch.tensor(2), 200_000, generator=_gen(31))
+    z = conditional_gumbel(logits.to(dtype), torch.tensor(2), 200_000, generator=_gen(31))
     assert z.dtype == dtype and torch.isfinite(z).all()
     assert (z[:, 2:] > z[:, :2]).all(), "a loser ties with or beats the winner"
-    z32 = E.conditional_gumbel(logits, torch.tensor(2), 200_000, generator=_gen(31))
+    z32 = conditional_gumbel(logits, torch.tensor(2), 200_000, generator=_gen(31))
     torch.testing.assert_close(z.float(), z32, rtol=1e-2, atol=1e-2)  # same draws, half rounding
 
 
@@ -628,12 +653,12 @@ def _surrogate_reference(name: str, x: torch.Tensor, noise: torch.Tensor, tau: f
         a = (0.5 * (torch.softmax(x / tau, -1) + win.double())).log() - x
         return lambda xx: win.double() + (r := 2 * torch.softmax(xx + a, -1) - 0.5 * torch.softmax(xx, -1)) - r.detach()
     assert name == "gumbel_rao"  # k = 3: the given noise, then 2 conditional draws from the generator
-    pert = [x + noise, *E.conditional_gumbel(x, index, 2, generator=_gen(seed))]
+    pert = [x + noise, *conditional_gumbel(x, index, 2, generator=_gen(seed))]
     return lambda xx: win.double() + (r := sum(torch.softmax((xx + (p - x)) / tau, -1) for p in pert) / 3) - r.detach()
 
 
 @pytest.mark.parametrize("name", PATHWISE)
-def test_second_order_gradients_match_plain_autograd(name: str) -> None:
+def test_second_order_gradients_match_plain_autograd(name: str, kernel_path) -> None:
     # create_graph=True must give the surrogate's true second derivative (a Hessian-vector product
     # with an extra term that also reaches the logits: a dropped estimator term would go unnoticed
     # by autograd.grad, so compare values against an independent plain-autograd surrogate)
@@ -688,9 +713,9 @@ def test_tau_tensor_must_be_0d_float(tau: torch.Tensor) -> None:
         E.Estimator("gst", tau=tau)
 
 
-def test_mixed_softmax_st_half_precision_is_exact_one_hot() -> None:
+def test_mixture_st_half_precision_is_exact_one_hot() -> None:
     x = torch.randn(5, 7).to(torch.bfloat16).requires_grad_(True)
-    hard, soft = mixed_softmax_st(x, torch.arange(5), None, (0.5,), (1.0,), (1.0,))
+    hard, soft = MixtureST.apply(x, torch.arange(5), _FixedShifts((0.5,), (1.0,)), torch.zeros(1, 5, 7))
     assert hard.dtype == torch.bfloat16 and torch.equal(hard, torch.eye(5, 7, dtype=torch.bfloat16))
     (hard * torch.randn(5, 7).bfloat16()).sum().backward()
     assert x.grad.dtype == torch.bfloat16

@@ -51,7 +51,7 @@ GMAX_CASES = {
 
 
 @pytest.mark.parametrize("name", list(GMAX_CASES))
-def test_gumbel_max_chisquare(gen, stats, name, noise_source):
+def test_gumbel_max_chisquare(gen, stats, name, kernel_path):
     # 1e6 draws per vector; chi-square goodness of fit, alpha = 1e-4 per vector.
     # Masked (-inf) categories must be drawn exactly 0 times (asserted by stats.chisquare).
     logits = GMAX_CASES[name]
@@ -76,7 +76,7 @@ def test_gumbel_max_chisquare_has_power(gen, stats):
     assert stats.chisquare_pvalue(counts, [0.102, 0.2, 0.3, 0.398]) < 1e-4
 
 
-def test_gumbel_max_dim1_of_3d(gen, stats):
+def test_gumbel_max_dim1_of_3d(gen, stats, kernel_path):
     # logits (n, K, M): three different probability vectors along dim=1 (one masked entry).
     # 3e5 draws per column; chi-square per column, alpha = 1e-4 each.
     base = torch.tensor(
@@ -148,7 +148,7 @@ TOPK_CASES = [
 
 
 @pytest.mark.parametrize("name,logits,k", TOPK_CASES, ids=[c[0] for c in TOPK_CASES])
-def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k, noise_source):
+def test_gumbel_topk_ordered_tuples_plackett_luce(gen, stats, name, logits, k, kernel_path):
     # 1e6 draws. Chi-square of the full ordered-tuple distribution against the exact
     # Plackett-Luce probabilities (enumeration); tuples with a repeat or a masked category have
     # probability 0 and must never occur. alpha = 1e-4 per case.
@@ -188,7 +188,7 @@ def test_gumbel_topk_distinct_and_ordered_by_perturbed_logits(gen):
     assert torch.equal(gumbel_topk(logits, 1, noise=noise)[:, 0], gumbel_max(logits, noise=noise))
 
 
-def test_gumbel_topk_other_dim(gen, stats):
+def test_gumbel_topk_other_dim(gen, stats, kernel_path):
     # along dim=0 of a (K, M) tensor: first position per column ~ softmax; alpha = 1e-4 per column
     base = torch.tensor([[0.0, 1.0], [1.0, NEG_INF], [-1.0, 0.0], [0.5, 0.5]])  # (K=4, M=2)
     n = 200_000
@@ -213,7 +213,7 @@ def test_gumbel_topk_k_too_large():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_hard_samples_mean_matches_softmax(gen, stats, noise_source):
+def test_hard_samples_mean_matches_softmax(gen, stats, kernel_path):
     # mean of 1e6 one-hot samples = category frequencies; chi-square vs softmax, alpha = 1e-4
     logits = torch.tensor([0.4, -1.0, NEG_INF, 2.0, 0.0, 1.2])
     n = 1_000_000
@@ -223,7 +223,7 @@ def test_hard_samples_mean_matches_softmax(gen, stats, noise_source):
     stats.chisquare(counts, _probs(logits), 1e-4, "hard mean")
 
 
-def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats):
+def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats, kernel_path):
     # the index of gumbel_softmax_sample; 1e6 draws, alpha = 1e-4
     logits = torch.tensor([1e-5, 0.3, 0.6, 0.1 - 1e-5], dtype=torch.float64).log()
     s = gumbel_softmax_sample(logits.expand(1_000_000, 4), tau=2.0, generator=gen(301))
@@ -231,7 +231,7 @@ def test_gumbel_softmax_sample_index_is_exact_categorical(gen, stats):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_tau_sweep_limits(gen, stats, masked):
+def test_tau_sweep_limits(gen, stats, masked, kernel_path):
     # 2e4 draws of the noise, shared by every tau (common random numbers). For fixed noise the
     # largest entry of softmax(z / tau) decreases and the entropy increases with tau (entropy of
     # a Gibbs distribution grows with temperature), so the trends are checked per sample and
@@ -279,7 +279,7 @@ def test_tau_sweep_limits(gen, stats, masked):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
-def test_hard_forward_is_exactly_one_hot(gen, dtype):
+def test_hard_forward_is_exactly_one_hot(gen, dtype, kernel_path):
     logits = (torch.randn(2000, 7, generator=gen(0)) * 3).to(dtype)
     logits[::3, 2] = NEG_INF
     logits.requires_grad_(True)
@@ -306,7 +306,7 @@ def test_half_logits_are_computed_in_float32(gen, dtype):
 
 
 @pytest.mark.parametrize("hard", [False, True])
-def test_dim1_of_4d_equals_movedim(gen, hard):
+def test_dim1_of_4d_equals_movedim(gen, hard, kernel_path):
     logits = torch.randn(2, 6, 3, 4, generator=gen(0), dtype=torch.float64)
     logits[0, 1, 2, 3] = NEG_INF
     noise = gumbel_noise(logits.shape, dtype=torch.float64, generator=gen(1))
@@ -358,7 +358,7 @@ def test_noncontiguous_inputs_match_the_reference(gen, layout):
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
-def test_noise_follows_logical_order_not_memory_layout(gen, layout, noise_source):
+def test_noise_follows_logical_order_not_memory_layout(gen, layout, kernel_path):
     # the same seed gives the same sample for the same logical logits, whatever their layout
     logits = torch.randn(64, 7, generator=gen(0))
     lg = _layouts(logits)[layout]
@@ -403,7 +403,7 @@ def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tensor_tau", [False, True])
-def test_hard_gradient_equals_soft_gradient(gen, tensor_tau):
+def test_hard_gradient_equals_soft_gradient(gen, tensor_tau, kernel_path):
     base = torch.randn(16, 7, generator=gen(0), dtype=torch.float64)
     mask = torch.zeros(16, 7, dtype=torch.bool)
     mask[::2, 4] = True
@@ -422,7 +422,7 @@ def test_hard_gradient_equals_soft_gradient(gen, tensor_tau):
         assert torch.equal(gh, gs)
 
 
-def test_gradcheck_soft_path_logits_and_tensor_tau(gen):
+def test_gradcheck_soft_path_logits_and_tensor_tau(gen, kernel_path):
     # float64 gradcheck of softmax((l + g) / tau) w.r.t. the logits and a tensor tau, with a
     # masked category (the masked logit is filled inside, so its gradient must be 0)
     logits = torch.randn(3, 5, generator=gen(0), dtype=torch.float64, requires_grad=True)
@@ -440,7 +440,7 @@ def test_gradcheck_soft_path_logits_and_tensor_tau(gen):
 
 @pytest.mark.parametrize("tau_kind", ["float", "tensor_no_grad"])
 @pytest.mark.parametrize("dim", [-1, 0])
-def test_gradcheck_logits_only(gen, tau_kind, dim):
+def test_gradcheck_logits_only(gen, tau_kind, dim, kernel_path):
     # float64 gradcheck (and gradgradcheck) of the path taken when only the logits need a
     # gradient (tau a number, or a tensor without grad), with a masked category
     logits = torch.randn(3, 5, generator=gen(0), dtype=torch.float64, requires_grad=True)
@@ -516,7 +516,7 @@ def test_tau_gradient_matches_finite_difference_with_masks(gen):
 
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("dim", [-1, 1])
-def test_matches_torch_gumbel_softmax_given_the_same_noise(hard, dim):
+def test_matches_torch_gumbel_softmax_given_the_same_noise(hard, dim, kernel_path):
     # torch draws its noise as -empty_like(logits).exponential_().log() (see
     # torch/nn/functional.py); we reproduce that draw from the same seed and pass it as `noise`
     base = torch.randn(8, 5, 3, generator=torch.Generator().manual_seed(0))
@@ -564,7 +564,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_reproducible_with_generator(gen, name, dtype, noise_source):
+def test_reproducible_with_generator(gen, name, dtype, kernel_path):
     fn = SAMPLERS[name]
     logits = torch.randn(200, 8, generator=gen(0)).to(dtype)
     state = torch.get_rng_state()
@@ -575,7 +575,7 @@ def test_reproducible_with_generator(gen, name, dtype, noise_source):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_samplers_draw_gumbel_noise(gen, dtype, noise_source):
+def test_samplers_draw_gumbel_noise(gen, dtype, kernel_path):
     # documented: every sampler perturbs the logits with gumbel_noise in the compute dtype
     # (float32, float64 for float64 logits); the same seed gives the same draw
     logits = (torch.randn(300, 7, generator=gen(0)) * 3).to(dtype)
@@ -604,3 +604,43 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"gumbelkit.{module}")
     result = doctest.testmod(mod, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# shift invariance
+# ----------------------------------------------------------------------------------------------
+
+SHIFT_BASE = torch.tensor([0.0, 0.0, 1.0, -2.0])  # two equal logits; integers stay exact below
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6, 1e7])
+def test_samplers_are_shift_invariant_in_float32(gen, stats, offset, kernel_path):
+    # logits + 1e6 in float32 has an ulp of 0.0625 (1.0 at 1e7): perturbing the raw logits
+    # rounds the noise to that grid, and ties between the two equal logits go to the first
+    # (P(index 0) = 0.507 at 1e6, far more at 1e7). The samplers subtract the per-slice max
+    # first. 2e5 draws per sampler, chi-square alpha = 1e-4 each.
+    logits = (SHIFT_BASE.double() + offset).float()
+    assert torch.equal(logits.double() - offset, SHIFT_BASE.double())  # exactly representable
+    n = 200_000
+    batch = logits.expand(n, 4)
+    probs = _probs(SHIFT_BASE)
+    stats.chisquare(_counts(gumbel_max(batch, generator=gen(7)), 4), probs, 1e-4, f"gumbel_max {offset:g}")
+    s = gumbel_softmax_sample(batch, 0.5, generator=gen(8))
+    stats.chisquare(_counts(s.indices, 4), probs, 1e-4, f"gumbel_softmax_sample {offset:g}")
+    first = gumbel_topk(batch, 2, generator=gen(9))[:, 0]
+    stats.chisquare(_counts(first, 4), probs, 1e-4, f"gumbel_topk {offset:g}")
+    # the soft sample does not move with the offset either (same noise, float32 rounding only)
+    noise = gumbel_noise((8, 4), generator=gen(10))
+    y0 = gumbel_softmax(SHIFT_BASE.expand(8, 4), 0.5, noise=noise)
+    torch.testing.assert_close(gumbel_softmax(logits.expand(8, 4), 0.5, noise=noise), y0, rtol=1e-5, atol=1e-6)
+
+
+def test_half_precision_samplers_are_shift_invariant(gen, stats, kernel_path):
+    # bfloat16 logits near 1e6 (spacing 4096): two equal logits and a third 4096 below, so
+    # P = (1/2, 1/2, 0) up to e^-4096; computed in float32 after the max-shift. alpha = 1e-4.
+    logits = torch.tensor([1e6, 1e6, 1e6 - 4096.0]).to(torch.bfloat16)
+    assert logits[0] == logits[1] and logits[2] < logits[0]
+    n = 200_000
+    idx = gumbel_max(logits.expand(n, 3), generator=gen(11))
+    stats.chisquare(_counts(idx, 3)[:2], [0.5, 0.5], 1e-4, "bfloat16 at 1e6")
+    assert _counts(idx, 3)[2] == 0

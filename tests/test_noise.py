@@ -27,9 +27,9 @@ ALL_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 
 @pytest.fixture(autouse=True)
-def _both_sources(noise_source: str) -> str:
-    """Every test here runs with the default (CPU: PCG64 blocks) and the torch.rand noise source."""
-    return noise_source
+def _both_sources(kernel_path: str) -> str:
+    """Every test here runs on the numpy path (CPU: PCG64 blocks) and the torch-op path (torch.rand)."""
+    return kernel_path
 
 
 @pytest.fixture
@@ -217,9 +217,9 @@ def test_torch_rand_branch_maps_the_uniform_grid_ends(monkeypatch):
     # Feed the torch.rand branch the extreme 53-bit uniforms (W = 0, the smallest nonzero W,
     # 2^-30, 1/2 and the largest W) and check the documented mapping and range exactly.
     # (The PCG64 block source has the same check in tests/test_perf_paths.py.)
-    from gumbelkit import _fast
+    from gumbelkit import _kernels
 
-    monkeypatch.setattr(_fast, "uses_fast_source", lambda device: False)
+    monkeypatch.setattr(_kernels, "numpy_path", lambda t: False)
     w = torch.tensor([0.0, 2.0**-53, 2.0**-30, 0.5, 1.0 - 2.0**-53], dtype=torch.float64)
     real_rand = torch.rand
 

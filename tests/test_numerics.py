@@ -197,9 +197,9 @@ def test_large_extreme_inputs_agree_across_code_paths(monkeypatch, shape, dim, d
     # +-1e4, half of them masked, tau at both ends of the range. The number-tau path (block
     # softmax, custom backward) must match the tensor-tau path (plain autograd) drawing the same
     # noise: identical one-hot samples, finite and matching gradients.
-    from gumbelkit import _fast
+    from gumbelkit import _kernels
 
-    monkeypatch.setattr(_fast, "MIN_PER_THREAD", _fast.BLOCK)
+    monkeypatch.setattr(_kernels, "MIN_PER_THREAD", _kernels.BLOCK)
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

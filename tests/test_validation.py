@@ -202,3 +202,36 @@ def test_validate_args_context_manager_restores():
 def test_set_validate_args_rejects_non_bool(value):
     with pytest.raises(ValueError, match="value must be True or False"):
         set_validate_args(value)
+
+
+def _empty_category_calls():
+    from gumbelkit import distributions as Dist
+    from gumbelkit import estimators as E
+    from gumbelkit import noise
+
+    calls = {
+        "gumbel_max": lambda x: gumbel_max(x),
+        "gumbel_topk": lambda x: gumbel_topk(x, 1),
+        "gumbel_softmax": lambda x: gumbel_softmax(x),
+        "gumbel_softmax_hard": lambda x: gumbel_softmax(x.requires_grad_(True), hard=True),
+        "gumbel_softmax_sample": lambda x: gumbel_softmax_sample(x),
+        "reinforce": lambda x: E.reinforce_loo(x, lambda h: h.sum((-1, -2)), 2),
+        "conditional_gumbel": lambda x: noise.conditional_gumbel(x, torch.zeros(3, dtype=torch.long), 2),
+        "RelaxedOneHotCategorical": lambda x: Dist.RelaxedOneHotCategorical(0.5, logits=x, validate_args=False),
+        "RelaxedOneHotCategorical(probs)": lambda x: Dist.RelaxedOneHotCategorical(0.5, x, validate_args=False),
+    }
+    for n in E.estimator_names("pathwise"):
+        calls["estimator " + n] = lambda x, n=n: E.sample(x, n, 1.0)
+    return calls
+
+
+EMPTY_CALLS = _empty_category_calls()
+
+
+@pytest.mark.parametrize("name", list(EMPTY_CALLS))
+def test_an_empty_category_dim_is_a_clear_error_even_with_validation_off(name):
+    # K = 0 is an argument error, not data: it used to fail with an IndexError deep in numpy
+    # when the data checks were off
+    for validate in (True, False):
+        with validate_args(validate), pytest.raises(ValueError, match=r"no categories along dim=1 \(size 0\)"):
+            EMPTY_CALLS[name](torch.zeros(3, 0))

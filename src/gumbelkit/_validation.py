@@ -1,9 +1,15 @@
-"""Argument checks shared by the whole library, and the global validation switch.
+"""Argument checks shared by the whole library, and the samplers' validation switch.
 
-Checks of *data* (NaN logits, all-masked slices) cost a pass over the tensor and can be turned
-off for speed with :func:`set_validate_args`, like
-``torch.distributions.Distribution.set_default_validate_args``. Checks of *arguments* that
-cost nothing (tau, k, dim, dtypes) always run.
+Checks of *data* (NaN logits, all-masked slices) read the per-slice maximum the samplers
+compute anyway; they can be turned off with :func:`set_validate_args`. Checks of *arguments*
+that cost nothing (tau, k, dim, dtypes, shapes, an empty category dimension) always run. The
+distributions follow torch's own switch, their ``validate_args`` (default:
+``torch.distributions.Distribution.set_default_validate_args``), and nothing else.
+
+Data checks need the data on the host. In eager mode they raise ``ValueError``; while
+``torch.compile`` traces they become ``torch._assert_async`` (no graph break; a failure raises
+``RuntimeError`` when the compiled code runs); inside ``torch.func`` transforms (``vmap``
+cannot branch on data) they are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Literal, TypeVar, overload
 
 import torch
 from torch import Tensor
+
+from gumbelkit import _kernels
 
 _VALIDATE_ARGS = True
 
@@ -92,6 +100,8 @@ def check_tau(
     minimum: float | None = ...,
     scalar: Literal[True],
     owner: str = ...,
+    like: Tensor | None = ...,
+    dim: int = ...,
 ) -> float: ...
 
 
@@ -103,6 +113,8 @@ def check_tau(
     minimum: float | None = ...,
     scalar: bool = ...,
     owner: str = ...,
+    like: Tensor | None = ...,
+    dim: int = ...,
 ) -> float | Tensor: ...
 
 
@@ -113,6 +125,8 @@ def check_tau(
     minimum: float | None = None,
     scalar: bool = False,
     owner: str = "this function",
+    like: Tensor | None = None,
+    dim: int = -1,
 ) -> float | Tensor:
     """The one temperature check of the library: a positive finite number or tensor.
 
@@ -125,11 +139,17 @@ def check_tau(
             require grad is accepted and converted; one that requires grad is refused (the
             conversion would silently drop its gradient), and so is any other tensor.
         owner: who treats tau as a constant, for the requires-grad message.
+        like, dim: the logits a tensor ``tau`` goes with: it must broadcast to their shape with
+            size 1 along the category dimension ``dim`` (one temperature per slice: the
+            max-shift before dividing by tau, the overflow guard, is exact only then, and so is
+            the Concrete density).
 
     Returns:
         ``float(tau)`` for a number (or with ``scalar=True``), else the tensor itself.
 
-    A tensor's values are checked with one reduction (small for every temperature we know of).
+    A tensor's values are checked with one reduction (small for every temperature we know of):
+    in eager mode always, under ``torch.compile`` with ``torch._assert_async``, and not inside
+    ``torch.func`` transforms (``vmap`` cannot branch on data).
     """
     if isinstance(tau, Tensor):
         if scalar:
@@ -148,10 +168,14 @@ def check_tau(
         else:
             if not tau.is_floating_point():
                 raise ValueError(f"{name} must be a floating tensor or a number, got dtype {tau.dtype}")
-            bad = ~(torch.isfinite(tau) & (tau > 0))
+            if like is not None:
+                _check_tau_shape(tau, like, dim, name)
+            good = torch.isfinite(tau) & (tau > 0)
             if minimum is not None:
-                bad |= tau < minimum
-            if bool(bad.any()):
+                good &= tau >= minimum
+            if _kernels.compiling():
+                torch._assert_async(good.all(), _tau_message(name, minimum, "a tensor"))
+            elif not _kernels.in_transform() and not bool(good.all()):
                 raise ValueError(_tau_message(name, minimum, tau))
             return tau
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
@@ -160,6 +184,25 @@ def check_tau(
     if not (math.isfinite(t) and t > 0.0) or (minimum is not None and t < minimum):
         raise ValueError(_tau_message(name, minimum, tau))
     return t
+
+
+def _check_tau_shape(tau: Tensor, logits: Tensor, dim: int, name: str) -> None:
+    try:
+        shape = torch.broadcast_shapes(tau.shape, logits.shape)
+    except RuntimeError:
+        shape = None
+    if shape != logits.shape:
+        raise ValueError(
+            f"{name} must be a number or a tensor broadcastable to the logits' shape "
+            f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
+        )
+    d = dim % logits.ndim
+    j = d - (logits.ndim - tau.ndim)  # tau's axis aligned with dim, if it has one
+    if j >= 0 and tau.shape[j] != 1:
+        raise ValueError(
+            f"{name} must have size 1 along dim={dim} (one temperature per slice of "
+            f"categories), got shape {tuple(tau.shape)} for logits {tuple(logits.shape)}"
+        )
 
 
 def _tau_message(name: str, minimum: float | None, got: object) -> str:
@@ -175,21 +218,64 @@ def lookup(table: Mapping[str, T], name: object, what: str) -> T:
     return table[name]
 
 
+def check_categories(x: Tensor, dim: int, name: str = "logits") -> None:
+    """An empty category dimension is an argument error (always checked, validation or not)."""
+    if x.shape[dim] == 0:
+        raise ValueError(f"{name} has no categories along dim={dim} (size 0); K must be >= 1")
+
+
+def check_noise(noise: object, logits: Tensor) -> Tensor | None:
+    """``noise`` is None or a tensor of the logits' shape (the one noise-shape check)."""
+    if noise is not None and (not isinstance(noise, Tensor) or noise.shape != logits.shape):
+        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+        raise ValueError(f"noise must be a tensor of the logits' shape {tuple(logits.shape)}, got {got}")
+    return noise
+
+
 def check_logits(logits: Tensor, dim: int, name: str = "logits") -> None:
     """Data checks on logits: no NaN, no +inf, and no slice along ``dim`` fully masked.
 
-    ``-inf`` marks a masked (impossible) category. Skipped when validation is off.
+    ``-inf`` marks a masked (impossible) category. Eager only (three passes and host syncs):
+    the samplers call it only to name the problem once the folded check (:func:`check_valid`)
+    has failed, and the distributions when their ``validate_args`` is on.
     """
-    if not _VALIDATE_ARGS:
-        return
+    check_categories(logits, dim, name)
     if bool(torch.isnan(logits).any()):
         raise ValueError(f"{name} contains NaN")
     if bool(torch.isposinf(logits).any()):
         raise ValueError(f"{name} contains +inf; use finite values, and -inf only to mask a category")
-    if logits.shape[dim] == 0:
-        raise ValueError(f"{name} has no categories along dim={dim} (size 0)")
     if bool(torch.isneginf(logits).all(dim=dim).any()):
         raise ValueError(
             f"{name} has a slice along dim={dim} whose entries are all -inf (every category "
             "masked); at least one category per slice must be allowed"
         )
+
+
+_INVALID = (
+    "gumbelkit: logits contain NaN or +inf, or a slice along the category dim is fully masked "
+    "(-inf); gumbelkit.set_validate_args(False) skips this check"
+)
+
+
+def check_valid(ok: bool | Tensor, logits: Tensor, dim: int) -> None:
+    """The samplers' folded data check: ``ok`` says every slice's maximum is finite.
+
+    A bool (numpy path) or a 0-d bool tensor (torch-op path). On failure the full checks of
+    :func:`check_logits` name the problem. Skipped when validation is off; under
+    ``torch.compile`` a ``torch._assert_async``; inside ``torch.func`` transforms skipped.
+    """
+    if not _VALIDATE_ARGS:
+        return
+    if isinstance(ok, bool):
+        if not ok:
+            check_logits(logits, dim)
+            raise ValueError(_INVALID)  # not reached: check_logits names the problem
+        return
+    if _kernels.compiling():
+        torch._assert_async(ok, _INVALID)
+        return
+    if _kernels.in_transform():
+        return
+    if not bool(ok):
+        check_logits(logits, dim)
+        raise ValueError(_INVALID)

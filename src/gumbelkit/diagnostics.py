@@ -366,16 +366,15 @@ def plot(
         axes: optional sequence of matplotlib Axes (one per metric).
 
     Returns:
-        The matplotlib ``Figure``.
+        The matplotlib ``Figure``: a ``matplotlib.figure.Figure`` made directly (not through
+        ``pyplot``), so the process's backend and pyplot's figure list are left alone; save it
+        with ``fig.savefig(path)``.
     """
-    import matplotlib
-
     if axes is None:
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # matplotlib only when plotting
 
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-        axes = list(axes[0])
+        fig = Figure(figsize=(4.2 * len(metrics), 3.4))
+        axes = list(fig.subplots(1, len(metrics), squeeze=False)[0])
     else:
         axes = list(axes)
         fig = axes[0].figure

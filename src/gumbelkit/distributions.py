@@ -19,6 +19,19 @@ follows the ``torch.distributions`` contract (``arg_constraints``, ``support``,
 :func:`gumbelkit.noise.gumbel_noise` (53-bit uniforms, always finite). Half-precision parameters
 are computed in float32 and the results returned in their own dtype.
 
+Validation has one switch, torch's: a distribution checks its parameters and the values passed
+to ``log_prob`` exactly when its ``validate_args`` is on (default:
+``torch.distributions.Distribution.set_default_validate_args``); besides torch's
+``arg_constraints`` it then rejects ``+inf`` logits, fully masked slices and a non-finite
+temperature. ``gumbelkit.set_validate_args`` (the samplers' switch) plays no part here. Checks
+of arguments that cost nothing (dtypes, an empty category dimension, a number temperature)
+always run. Inside ``torch.func.vmap`` pass ``validate_args=False``, as for torch's own
+distributions.
+
+The straight-through classes' ``log_prob`` is, by default, the log-probability of the hard
+sample they return (categorical / Bernoulli); ``log_prob_of="relaxed"`` gives pyro's
+convention instead (the Concrete density of the relaxed sample behind the hard one).
+
 There are no custom autograd functions here; the straight-through classes reuse
 :func:`gumbelkit.functional.straight_through`.
 
@@ -40,13 +53,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all, lazy_property
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from gumbelkit._validation import (
+    check_categories,
     check_float_tensor,
     check_logits,
     check_tau,
     compute_dtype,
-    get_validate_args,
 )
 from gumbelkit.functional import gumbel_softmax, gumbel_softmax_sample, straight_through
 from gumbelkit.noise import gumbel_noise
@@ -255,19 +269,24 @@ class Gumbel(_GeneratorSampling):
 # --------------------------------------------------------------------------------------------
 
 
+#: Simplex sum tolerance in units of the value dtype's eps. Correct samples are within 2 eps in
+#: float16 / bfloat16 / float32 / float64 for K up to 1e5 (each entry is rounded once with a
+#: relative error of eps/2, and the entries sum to 1); torch's fixed 1e-6 rejects correct
+#: half-precision samples, and a tolerance growing with K lets a float16 vector summing to 1.9
+#: pass at K = 1000.
+SIMPLEX_TOL_EPS = 8
+
+
 class _DtypeSimplex(constraints.Constraint):
-    """The unit simplex (``x >= 0``, ``sum(x) = 1`` along the last dim), with a sum tolerance
-    of ``max(1e-6, K * eps(dtype))``: torch's fixed 1e-6 rejects correct float16 / bfloat16
-    samples, whose sum is only accurate to a few ulps per category."""
+    """The unit simplex (``x >= 0``, ``sum(x) = 1`` along the last dim), with a sum tolerance of
+    :data:`SIMPLEX_TOL_EPS` times the value dtype's eps (the sum is taken in float64)."""
 
     event_dim = 1
 
     def check(self, value: Tensor) -> Tensor:
         eps = torch.finfo(value.dtype).eps if value.is_floating_point() else 0.0
-        tol = max(1e-6, value.shape[-1] * eps)
-        total = value.sum(
-            -1, dtype=compute_dtype(value.dtype) if value.is_floating_point() else None
-        )
+        tol = SIMPLEX_TOL_EPS * eps
+        total = value.sum(-1, dtype=torch.float64)
         return torch.all(value >= 0, dim=-1) & ((total - 1).abs() <= tol)
 
     def __repr__(self) -> str:
@@ -287,13 +306,20 @@ class _OpenUnitInterval(constraints.Constraint):
         return "OpenInterval(lower_bound=0.0, upper_bound=1.0)"
 
 
-def _check_temperature(temperature: object, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Validate ``temperature`` (always) and return it as a floating tensor."""
-    t = check_tau(temperature, "temperature")
-    if isinstance(t, Tensor):
-        return t
+def _temperature(temperature: object, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``temperature`` as a floating tensor. A number is checked here (free); a tensor's values
+    are data, checked with the other parameters when ``validate_args`` is on."""
+    if isinstance(temperature, Tensor):
+        check_float_tensor(temperature, "temperature")
+        return temperature
+    t = check_tau(temperature, "temperature", scalar=True)
     # a number is stored in float32 or better: bfloat16 would turn 0.01 into 0.01001
     return torch.tensor(t, dtype=compute_dtype(dtype), device=device)
+
+
+def _validating(validate_args: bool | None) -> bool:
+    """The distribution's validation flag, resolved as torch resolves it."""
+    return Distribution._validate_args if validate_args is None else bool(validate_args)
 
 
 def _batch_with_temperature(param_batch: torch.Size, temperature: Tensor) -> torch.Size:
@@ -304,6 +330,19 @@ def _batch_with_temperature(param_batch: torch.Size, temperature: Tensor) -> tor
             f"temperature must be a number or a tensor broadcastable to the batch shape "
             f"{tuple(param_batch)}, got shape {tuple(temperature.shape)}"
         ) from None
+
+
+#: hard sample -> the soft sample behind it, for ``log_prob_of="relaxed"`` (pyro's convention);
+#: weak keys: an entry lives as long as the hard tensor
+_RELAXED_OF: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+LOG_PROB_OF = ("hard", "relaxed")
+
+
+def _check_log_prob_of(value: object) -> str:
+    if value not in LOG_PROB_OF:
+        raise ValueError(f"log_prob_of must be 'hard' or 'relaxed' (pyro's convention), got {value!r}")
+    return str(value)
 
 
 def _exactly_one(logits: object, probs: object) -> None:
@@ -386,7 +425,7 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
     """
 
     arg_constraints = {
-        "probs": constraints.simplex,
+        "probs": _simplex,
         "logits": constraints.real_vector,
         "temperature": constraints.positive,
     }
@@ -401,31 +440,29 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
         validate_args: bool | None = None,
     ) -> None:
         _exactly_one(logits, probs)
+        name = "probs" if probs is not None else "logits"
+        given = check_float_tensor(probs if probs is not None else logits, name)
+        if given.ndim == 0:
+            raise ValueError(f"{name} must have at least one dimension (the categories)")
+        check_categories(given, given.ndim - 1, name)  # validation off too: K = 0 is never valid
         if probs is not None:
-            check_float_tensor(probs, "probs")
-            if probs.ndim == 0:
-                raise ValueError("probs must have at least one dimension (the categories)")
             self.probs = probs
             pos = probs > 0
             # log 0 = -inf marks a mask; log of a safe 1 there keeps 1/p out of the backward
             raw = torch.where(pos, torch.where(pos, probs, 1.0).log(), -math.inf)
-            name = "probs"
         else:
-            assert logits is not None
-            check_float_tensor(logits, "logits")
-            if logits.ndim == 0:
-                raise ValueError("logits must have at least one dimension (the categories)")
-            raw = logits
-            name = "logits"
-        if get_validate_args():
+            raw = given
+        self.temperature = _temperature(temperature, raw.dtype, raw.device)
+        if _validating(validate_args):
+            # beyond torch's arg_constraints: +inf logits, fully masked slices, NaN probs
             if probs is not None and bool(((probs < 0) | probs.isnan()).any()):
                 raise ValueError("probs must be nonnegative and not NaN")
             check_logits(raw, raw.ndim - 1, name="logits" if name == "logits" else "log(probs)")
+            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
         cdt = compute_dtype(raw.dtype)
         raw_c = raw.to(cdt)
         # normalise in float32 or better; the max is finite since no slice is fully masked
         self.logits = (raw_c - raw_c.logsumexp(-1, keepdim=True)).to(raw.dtype)
-        self.temperature = _check_temperature(temperature, raw.dtype, raw.device)
         batch_shape = _batch_with_temperature(raw.shape[:-1], self.temperature)
         super().__init__(batch_shape, raw.shape[-1:], validate_args=validate_args)
 
@@ -482,6 +519,10 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
         """
         if self._validate_args:
             self._validate_sample(value)
+        return self._concrete_log_prob(value)
+
+    def _concrete_log_prob(self, value: Tensor) -> Tensor:
+        """The Concrete log density of ``value`` (no validation)."""
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
         cdt = compute_dtype(out_dtype)
         logits, v = torch.broadcast_tensors(self.logits.to(cdt), value.to(cdt))  # (*, K)
@@ -521,14 +562,27 @@ class RelaxedOneHotCategoricalStraightThrough(RelaxedOneHotCategorical):
     large :math:`\tau`: gradient of a near-uniform softmax). With the same ``generator`` state
     the draw uses the same noise as :meth:`RelaxedOneHotCategorical.rsample`, whose gradient it carries.
 
-    ``log_prob`` choice: samples are one-hot, so ``log_prob(value)`` is the **categorical**
-    log-probability :math:`\sum_k y_k \log \pi_k` (:math:`= \log \pi_i` for the one-hot of
-    :math:`i`), not the relaxed density -- the same documented choice pyro makes for its
-    ``RelaxedOneHotCategoricalStraightThrough``. The support is therefore the one-hot vectors.
-    The soft sample is never attached to the returned tensor; use
-    :func:`gumbelkit.functional.gumbel_softmax_sample` when you need it.
+    ``log_prob``: two conventions, chosen by ``log_prob_of``.
 
-    Args: as :class:`RelaxedOneHotCategorical`.
+    * ``"hard"`` (default): the **categorical** log-probability :math:`\sum_k y_k \log \pi_k`
+      (:math:`= \log \pi_i` for the one-hot of :math:`i`) of the one-hot ``value``: the
+      log-probability of the sample ``rsample`` actually returns, an exact categorical draw.
+    * ``"relaxed"``: pyro's convention (``pyro.distributions.
+      RelaxedOneHotCategoricalStraightThrough``): the relaxed (Concrete) log density of the soft
+      sample behind the one-hot. ``rsample`` records that soft sample in a weak table keyed by
+      the returned tensor (the tensor itself is not modified, unlike pyro, which hangs it on the
+      tensor as ``_unquantize``); ``log_prob`` of that very tensor object, on this or any other
+      distribution with ``log_prob_of="relaxed"`` (e.g. a prior, as in a pyro ELBO), evaluates
+      the density there. A tensor without a recorded soft sample is evaluated as is, as pyro
+      does. Use it when porting pyro code; the ``"hard"`` value is the one that matches what
+      the sample is.
+
+    The support is the one-hot vectors either way. For the soft sample itself use
+    :func:`gumbelkit.functional.gumbel_softmax_sample`.
+
+    Args:
+        temperature, probs, logits, validate_args: as :class:`RelaxedOneHotCategorical`.
+        log_prob_of: ``"hard"`` or ``"relaxed"`` (keyword-only; see above).
 
     Example:
         >>> logits = torch.zeros(3, requires_grad=True)
@@ -546,17 +600,42 @@ class RelaxedOneHotCategoricalStraightThrough(RelaxedOneHotCategorical):
 
     support: constraints.Constraint = constraints.one_hot
 
+    def __init__(
+        self,
+        temperature: Tensor | float,
+        probs: Tensor | None = None,
+        logits: Tensor | None = None,
+        validate_args: bool | None = None,
+        *,
+        log_prob_of: str = "hard",
+    ) -> None:
+        self.log_prob_of = _check_log_prob_of(log_prob_of)
+        super().__init__(temperature, probs, logits, validate_args)
+
+    def expand(
+        self, batch_shape: _Size, _instance: RelaxedOneHotCategorical | None = None
+    ) -> RelaxedOneHotCategorical:
+        new = self._get_checked_instance(RelaxedOneHotCategoricalStraightThrough, _instance)
+        new.log_prob_of = self.log_prob_of
+        return super().expand(batch_shape, _instance=new)
+
     def rsample(
         self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """Exact one-hot sample ``(*sample, *batch, K)`` with the soft sample's gradient."""
         logits, tau = self._sample_args(sample_shape)
-        return gumbel_softmax_sample(logits, tau, dim=-1, generator=generator).hard
+        s = gumbel_softmax_sample(logits, tau, dim=-1, generator=generator)
+        if self.log_prob_of == "relaxed":
+            _RELAXED_OF[s.hard] = s.soft
+        return s.hard
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Categorical log-probability :math:`\\sum_k y_k \\log\\pi_k` of one-hot ``value``."""
+        """Log-probability of one-hot ``value``: categorical (``log_prob_of="hard"``) or the
+        Concrete density of the soft sample behind it (``"relaxed"``, pyro's)."""
         if self._validate_args:
             self._validate_sample(value)
+        if self.log_prob_of == "relaxed":
+            return self._concrete_log_prob(_RELAXED_OF.get(value, value))
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
         cdt = compute_dtype(out_dtype)
         logits, v = torch.broadcast_tensors(self.logits.to(cdt), value.to(cdt))
@@ -642,10 +721,11 @@ class RelaxedBernoulli(_GeneratorSampling):
         validate_args: bool | None = None,
     ) -> None:
         _exactly_one(logits, probs)
+        validate = _validating(validate_args)
         if probs is not None:
             (p,) = broadcast_all(probs)
             check_float_tensor(p, "probs")
-            if get_validate_args() and not bool(((p > 0) & (p < 1)).all()):
+            if validate and not bool(((p > 0) & (p < 1)).all()):
                 raise ValueError(f"probs must lie in the open interval (0, 1), got {p}")
             self.probs = p
             cdt = compute_dtype(p.dtype)
@@ -655,10 +735,12 @@ class RelaxedBernoulli(_GeneratorSampling):
             assert logits is not None
             (lg,) = broadcast_all(logits)
             check_float_tensor(lg, "logits")
-            if get_validate_args() and not bool(torch.isfinite(lg).all()):
+            if validate and not bool(torch.isfinite(lg).all()):
                 raise ValueError(f"logits must be finite (no NaN or +-inf), got {lg}")
             self.logits = lg
-        self.temperature = _check_temperature(temperature, self.logits.dtype, self.logits.device)
+        self.temperature = _temperature(temperature, self.logits.dtype, self.logits.device)
+        if validate:
+            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
         batch_shape = _batch_with_temperature(self.logits.shape, self.temperature)
         super().__init__(batch_shape, torch.Size(), validate_args=validate_args)
 
@@ -707,6 +789,10 @@ class RelaxedBernoulli(_GeneratorSampling):
         """Log density of the binary Concrete distribution (see the class doc)."""
         if self._validate_args:
             self._validate_sample(value)
+        return self._concrete_log_prob(value)
+
+    def _concrete_log_prob(self, value: Tensor) -> Tensor:
+        """The binary Concrete log density of ``value`` (no validation)."""
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
         cdt = compute_dtype(out_dtype)
         fi = torch.finfo(cdt)
@@ -728,11 +814,14 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
 
     The forward value is exactly 0.0 or 1.0 in every dtype; with the same ``generator`` state
     it uses the same noise as :meth:`RelaxedBernoulli.rsample`, whose gradient it carries.
-    ``log_prob`` is the Bernoulli log-mass :math:`b\log\sigma(\ell) + (1-b)\log\sigma(-\ell)`
-    of the hard value (the same choice as :class:`RelaxedOneHotCategoricalStraightThrough`), and the
-    support is :math:`\{0, 1\}`.
+    ``log_prob`` is, by default (``log_prob_of="hard"``), the Bernoulli log-mass
+    :math:`b\log\sigma(\ell) + (1-b)\log\sigma(-\ell)` of the hard value; ``"relaxed"`` is
+    pyro's convention, the binary Concrete density of the soft sample behind it (see
+    :class:`RelaxedOneHotCategoricalStraightThrough`). The support is :math:`\{0, 1\}`.
 
-    Args: as :class:`RelaxedBernoulli`.
+    Args:
+        temperature, probs, logits, validate_args: as :class:`RelaxedBernoulli`.
+        log_prob_of: ``"hard"`` or ``"relaxed"`` (keyword-only).
 
     Example:
         >>> y = RelaxedBernoulliStraightThrough(1.0, logits=torch.zeros(4)).rsample()
@@ -742,19 +831,44 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
 
     support: constraints.Constraint = constraints.boolean
 
+    def __init__(
+        self,
+        temperature: Tensor | float,
+        probs: Tensor | float | None = None,
+        logits: Tensor | float | None = None,
+        validate_args: bool | None = None,
+        *,
+        log_prob_of: str = "hard",
+    ) -> None:
+        self.log_prob_of = _check_log_prob_of(log_prob_of)
+        super().__init__(temperature, probs, logits, validate_args)
+
+    def expand(
+        self, batch_shape: _Size, _instance: RelaxedBernoulli | None = None
+    ) -> RelaxedBernoulli:
+        new = self._get_checked_instance(RelaxedBernoulliStraightThrough, _instance)
+        new.log_prob_of = self.log_prob_of
+        return super().expand(batch_shape, _instance=new)
+
     def rsample(
         self, sample_shape: _Size = _EMPTY, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """Hard 0/1 sample, shape ``sample_shape + batch_shape``, with the soft gradient."""
         x, dtype = self._perturbed(sample_shape, generator)
         soft = torch.sigmoid(x).to(dtype)
-        hard = (x.detach() > 0).to(dtype)  # the sign of logits + L, not a rounded soft > 1/2
-        return straight_through(hard, soft)
+        hard = straight_through((x.detach() > 0).to(dtype), soft)  # the sign of logits + L
+        if self.log_prob_of == "relaxed":
+            _RELAXED_OF[hard] = soft
+        return hard
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Bernoulli log-mass :math:`b\\log\\sigma(\\ell) + (1-b)\\log\\sigma(-\\ell)`."""
+        """Bernoulli log-mass :math:`b\\log\\sigma(\\ell) + (1-b)\\log\\sigma(-\\ell)` of
+        ``value`` (``log_prob_of="hard"``), or the Concrete density of the soft sample behind it
+        (``"relaxed"``, pyro's)."""
         if self._validate_args:
             self._validate_sample(value)
+        if self.log_prob_of == "relaxed":
+            return self._concrete_log_prob(_RELAXED_OF.get(value, value))
         out_dtype = torch.promote_types(value.dtype, self.logits.dtype)
         cdt = compute_dtype(out_dtype)
         b = value.to(cdt)

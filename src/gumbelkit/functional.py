@@ -4,7 +4,24 @@ Every function takes ``logits`` (unnormalised log-probabilities, any shape, cate
 ``dim``), treats ``-inf`` as a masked category that is never chosen, draws its noise with
 :func:`gumbelkit.noise.gumbel_noise` semantics (53-bit uniforms, finite in every dtype) and
 accepts an optional ``torch.Generator``. Half-precision logits are computed in float32 and the
-results returned in the logits' dtype.
+results returned in the logits' dtype. Every sampler perturbs ``logits - max`` (per slice), so
+adding a constant to the logits never changes a sample.
+
+Every function works under ``torch.func`` (``grad``, ``vmap`` with ``randomness="different"``
+or ``"same"``, ``jacrev``) and ``torch.compile`` (no graph break). What a seed gives:
+
+* eager, CPU: the PCG64 block source (:mod:`gumbelkit._kernels`), seeded from the generator;
+* eager on other devices, inside ``torch.func`` transforms, and ``torch.compile`` with
+  ``backend="eager"`` or ``"aot_eager"``: ``torch.rand`` from the same generator, so a seed gives
+  the same sample in all three, but not the CPU eager one;
+* ``torch.compile`` with inductor (the default backend): inductor draws its own random numbers
+  (``torch._inductor.config.fallback_random = True`` restores ``torch.rand``'s), reproducible
+  under ``torch.manual_seed`` but equal to none of the above. Dynamo cannot trace a
+  ``torch.Generator``: a ``generator=`` argument costs graph breaks under ``torch.compile``;
+  seed with ``torch.manual_seed`` there.
+
+Under ``torch.compile`` the data checks become ``torch._assert_async`` (a ``RuntimeError`` when
+the compiled code runs); inside ``torch.func`` transforms they are skipped.
 
 References:
     1. E. J. Gumbel, *Statistical theory of extreme values*, 1954 (the Gumbel-Max trick).
@@ -21,16 +38,20 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit import _fast
+from gumbelkit import _kernels
+from gumbelkit._autograd import HardSample, SoftSample, StraightThrough, soft_forward
 from gumbelkit._validation import (
+    check_categories,
     check_dim,
     check_float_tensor,
     check_logits,
+    check_noise,
     check_tau,
+    check_valid,
     compute_dtype,
     get_validate_args,
 )
-from gumbelkit.noise import gumbel_noise
+from gumbelkit.noise import gumbel_noise, perturb
 
 __all__ = [
     "GumbelSoftmaxSample",
@@ -58,35 +79,12 @@ class GumbelSoftmaxSample(NamedTuple):
     indices: Tensor
 
 
-def _perturb(
-    logits: Tensor, noise: Tensor | None, generator: torch.Generator | None
-) -> Tensor:
-    """Return ``logits + g`` in the compute dtype (float32, or float64 for float64 logits)."""
-    cdt = compute_dtype(logits.dtype)
-    if noise is None:
-        g = gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator)
-    else:
-        if not isinstance(noise, Tensor) or noise.shape != logits.shape:
-            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-            raise ValueError(f"noise must be a tensor of the logits' shape {tuple(logits.shape)}, got {got}")
-        g = noise.to(cdt)
-    return g.add_(logits.to(cdt)) if noise is None else logits.to(cdt) + g
-
-
-def _prepare_cheap(logits: Tensor, dim: int) -> int:
-    """Argument checks only; the data checks are folded into the sampler's max (_fast.check_max)."""
+def _prepare(logits: Tensor, dim: int, noise: object) -> tuple[int, Tensor | None]:
+    """Argument checks (always): float logits, ``dim`` in range, K >= 1, noise shape."""
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)
-    if logits.shape[d] == 0:
-        check_logits(logits, d)  # raises: no categories
-    return d
-
-
-def _check_noise(noise: Tensor | None, logits: Tensor) -> Tensor | None:
-    if noise is not None and (not isinstance(noise, Tensor) or noise.shape != logits.shape):
-        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-        raise ValueError(f"noise must be a tensor of the logits' shape {tuple(logits.shape)}, got {got}")
-    return noise
+    check_categories(logits, d)
+    return d, check_noise(noise, logits)
 
 
 def gumbel_max(
@@ -99,8 +97,8 @@ def gumbel_max(
     r"""Draw an exact sample of :math:`\mathrm{Categorical}(\mathrm{softmax}(\ell))` by Gumbel-Max.
 
     .. math::
-        y = \arg\max_i\ (\ell_i + g_i), \quad g_i \sim \mathrm{Gumbel}(0, 1)\ \text{i.i.d.},
-        \qquad \Pr(y = i) = \frac{e^{\ell_i}}{\sum_j e^{\ell_j}}
+        y = \arg\max_i\ (\ell_i - \max_j \ell_j + g_i), \quad g_i \sim \mathrm{Gumbel}(0, 1)\
+        \text{i.i.d.}, \qquad \Pr(y = i) = \frac{e^{\ell_i}}{\sum_j e^{\ell_j}}
 
     Args:
         logits: ``(*, K, *)`` unnormalised log-probabilities; ``-inf`` masks a category.
@@ -113,25 +111,25 @@ def gumbel_max(
 
     Raises:
         ValueError: non-floating logits, NaN or ``+inf`` logits, a slice whose logits are all
-            ``-inf``, or ``dim`` out of range.
+            ``-inf``, an empty category dimension, or ``dim`` out of range.
 
     Example:
         >>> logits = torch.tensor([[0.0, 1.0, -float("inf")]])
         >>> gumbel_max(logits, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([1])
     """
-    d = _prepare_cheap(logits, dim)
-    noise = _check_noise(noise, logits)
-    with torch.no_grad():
-        z = _fast.perturbed(logits, noise, generator)  # (*, K, *) without autograd history
-        if _fast.cpu_fast(z.device):
-            index, ok = _fast.argmax_numpy(z, d)  # numpy blocks: no OpenMP fork per call
-            if not ok and get_validate_args():
-                check_logits(logits, d)
-            return index
-        zmax, index = z.max(dim=d)  # one pass: the values validate, the indices are the sample
-        _fast.check_max(zmax, logits, d)
-        return index
+    d, noise = _prepare(logits, dim, noise)
+    # no torch.no_grad() block: z has no history anyway, and under torch.compile a failed check
+    # inside one would leave grad mode off (dynamo does not restore it on an exception)
+    # the numpy path finds the argmax while perturbing and writes no perturbed copy
+    p = perturb(logits, d, noise=noise, generator=generator, want_index=True, values=False)
+    check_valid(p.ok, logits, d)
+    if p.indices is not None:
+        return p.indices
+    assert p.z is not None
+    if _kernels.numpy_path(p.z):
+        return _kernels.argmax_numpy(p.z, d)  # numpy blocks: no OpenMP fork per call
+    return p.z.argmax(dim=d)
 
 
 def gumbel_topk(
@@ -144,8 +142,8 @@ def gumbel_topk(
 ) -> Tensor:
     r"""Draw ``k`` distinct categories without replacement, in order (Gumbel-top-k).
 
-    The indices of the ``k`` largest :math:`\ell_i + g_i` are an ordered sample without
-    replacement from the Plackett-Luce model: the first is drawn with probabilities
+    The indices of the ``k`` largest :math:`\ell_i - \max\ell + g_i` are an ordered sample
+    without replacement from the Plackett-Luce model: the first is drawn with probabilities
     :math:`p_i \propto e^{\ell_i}`, the next from the rest renormalised, and so on.
 
     Args:
@@ -166,45 +164,36 @@ def gumbel_topk(
         >>> gumbel_topk(torch.zeros(5), 3, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([3])
     """
-    d = _prepare_cheap(logits, dim)
+    d, noise = _prepare(logits, dim, noise)
     n = logits.shape[d]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
-    noise = _check_noise(noise, logits)
-    with torch.no_grad():
-        z = _fast.perturbed(logits, noise, generator)
-        if _fast.cpu_fast(z.device) and z.stride(d) == 1:  # categories contiguous (inner size 1)
-            indices, ok = _fast.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
-        else:
-            top = z.topk(k, dim=d)
-            indices, ok = top.indices, bool(torch.isfinite(top.values).all())
+    # categories last on the numpy path: the top k are found while perturbing, no copy written
+    z, ok_max, found, _ = perturb(logits, d, noise=noise, generator=generator, values=False, topk=k)
+    ok: bool | Tensor
+    if found is not None:
+        # one flag for both: the k largest are finite iff the data are valid and k fit; the
+        # branch below names which
+        indices, ok, ok_max = found, ok_max, True
+    elif z is not None and _kernels.numpy_path(z) and z.stride(d) == 1:  # categories contiguous
+        indices, ok = _kernels.topk_numpy(z, d, k)  # numpy blocks of rows: no OpenMP fork
+    else:
+        assert z is not None
+        top = z.topk(k, dim=d)
+        indices, ok = top.indices, torch.isfinite(top.values).all()
     # every value is finite iff no NaN / +inf and each slice has >= k unmasked categories,
     # since the noise is finite; only then are the full checks run to name the problem
-    if get_validate_args() and not ok:
+    check_valid(ok_max, logits, d)
+    if get_validate_args() and isinstance(ok, Tensor) and _kernels.compiling():
+        torch._assert_async(ok, f"gumbel_topk: k={k} is larger than the number of unmasked categories of a slice")
+    elif get_validate_args() and not _kernels.in_transform() and not bool(ok):
         check_logits(logits, d)
         allowed = (~torch.isneginf(logits)).sum(dim=d)
-        if bool((allowed < k).any()):
-            raise ValueError(
-                f"k={k} is larger than the number of unmasked (not -inf) categories in some "
-                f"slice along dim={dim} (smallest count: {int(allowed.min())})"
-            )
+        raise ValueError(
+            f"k={k} is larger than the number of unmasked (not -inf) categories in some "
+            f"slice along dim={dim} (smallest count: {int(allowed.min())})"
+        )
     return indices
-
-
-class _StraightThrough(torch.autograd.Function):
-    """Forward: the given exact one-hot. Backward: the incoming gradient, unchanged, to ``soft``.
-
-    ``hard - soft.detach() + soft`` is not exactly one-hot in float16 / bfloat16 (``(1 - s) + s``
-    rounds), so the one-hot is returned as is and the gradient is routed by hand.
-    """
-
-    @staticmethod
-    def forward(ctx, soft: Tensor, hard: Tensor) -> Tensor:  # type: ignore[override]
-        return hard
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        return grad, None
 
 
 def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
@@ -222,32 +211,21 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     """
     if hard.shape != soft.shape:
         raise ValueError(f"hard and soft must have the same shape, got {tuple(hard.shape)} and {tuple(soft.shape)}")
-    return _StraightThrough.apply(soft, hard.to(soft.dtype).detach())
+    hard = hard.to(soft.dtype).detach()
+    if not (soft.requires_grad and torch.is_grad_enabled()):
+        return hard  # no gradient to route
+    return StraightThrough.apply(soft, hard)
 
 
-def _one_hot(index: Tensor, like: Tensor, dim: int) -> Tensor:
-    """Exact one-hot of ``index`` (``dim`` removed) with ``like``'s shape, dtype and device."""
-    if _fast.cpu_fast(like.device):
-        return _fast.one_hot(index, like.shape, dim, like.dtype)
-    return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(
-        dim, index.unsqueeze(dim), 1.0
-    )
-
-
-def _soft_from_perturbed(z: Tensor, tau: float | Tensor, dim: int) -> Tensor:
-    """softmax(z / tau) along ``dim``, stable for extreme z, tiny tau and -inf entries."""
-    zmax = z.detach().amax(dim=dim, keepdim=True)  # finite: every slice has an unmasked entry
-    if isinstance(tau, Tensor):
-        tau_c = tau.to(z.dtype)
-        if tau_c.requires_grad:
-            # keep -inf out of the division so d/dtau never meets 0 * inf
-            finite = torch.isfinite(z)
-            shifted = torch.where(finite, z - zmax, torch.zeros((), dtype=z.dtype, device=z.device))
-            s = torch.where(finite, shifted / tau_c, torch.full((), -torch.inf, dtype=z.dtype, device=z.device))
-            return torch.softmax(s, dim=dim)
-        return torch.softmax((z - zmax) / tau_c, dim=dim)
-    # shifting by the max first keeps (z - max) / tau <= 0, so tiny tau cannot overflow to +inf
-    return torch.softmax((z - zmax) / tau, dim=dim)
+def _noise_for(logits: Tensor, noise: Tensor | None, generator: torch.Generator | None):
+    """The Function's noise inputs: ``(noise, None)``, or ``(None, stream)`` on the numpy path
+    (noise fused into the kernel), or ``(torch.rand noise, None)`` on the torch-op path."""
+    if noise is not None:
+        return noise.detach(), None
+    if _kernels.numpy_path(logits):
+        return None, _kernels.draw_stream(generator)
+    cdt = compute_dtype(logits.dtype)
+    return gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator), None
 
 
 def _soft_and_index(
@@ -260,47 +238,31 @@ def _soft_and_index(
 ) -> tuple[Tensor, Tensor | None]:
     """Soft sample (logits' dtype, differentiable) and, if asked, the argmax index.
 
-    Fast path: the fused in-place sampler, under a custom autograd Function that saves only the
-    soft sample when the logits need a gradient. A temperature or noise tensor that needs a
-    gradient takes the plain autograd path, whose graph also differentiates with respect to it.
+    :class:`gumbelkit._autograd.SoftSample` when the logits need a gradient (it saves only the
+    soft sample); a temperature or noise tensor that needs a gradient takes plain autograd ops,
+    whose graph also differentiates with respect to it.
     """
-    noise = _check_noise(noise, logits)
+    grad = torch.is_grad_enabled()
     plain = (isinstance(tau, Tensor) and tau.requires_grad) or (
         noise is not None and noise.requires_grad
     )
-    if (plain and torch.is_grad_enabled()) or _fast.compiling():
-        # gradients for tau or the noise, or torch.compile tracing: plain torch ops + autograd
-        check_logits(logits, d)
-        z = _perturb(logits, noise, generator)  # (*, K, *) in float32 / float64
+    if plain and grad:
+        cdt = compute_dtype(logits.dtype)
+        xc = logits.to(cdt)
+        m = xc.detach().amax(dim=d, keepdim=True)
+        g = gumbel_noise(logits.shape, dtype=cdt, device=logits.device, generator=generator) if noise is None else noise.to(cdt)
+        check_valid(torch.isfinite(m).all(), logits, d)
+        z = (xc - m) + g  # (*, K, *) the shift first: shift invariance in float32
         index = z.detach().argmax(dim=d) if want_index else None
-        return _soft_from_perturbed(z, tau, d).to(logits.dtype), index
-    if logits.requires_grad and torch.is_grad_enabled():
-        soft, index = _fast.GumbelSoftmaxFunction.apply(logits, tau, d, noise, generator, want_index)
-        return soft, (index if want_index else None)
-    with torch.no_grad():
-        y, index = _fast.soft_sample(logits, tau, d, noise, generator, want_index)
-    return y.to(logits.dtype), index
-
-
-def _check_tau_shape(tau: float | Tensor, logits: Tensor, dim: int) -> None:
-    if isinstance(tau, Tensor):
-        try:
-            shape = torch.broadcast_shapes(tau.shape, logits.shape)
-        except RuntimeError:
-            shape = None
-        if shape != logits.shape:
-            raise ValueError(
-                f"tau must be a number or a tensor broadcastable to the logits' shape "
-                f"{tuple(logits.shape)}, got shape {tuple(tau.shape)}"
-            )
-        # one temperature per slice: the max-shift before dividing by tau (our overflow guard)
-        # is exact only when tau is constant along dim, and so is the Concrete density
-        j = dim - (logits.ndim - tau.ndim)  # tau's axis aligned with dim, if it has one
-        if j >= 0 and tau.shape[j] != 1:
-            raise ValueError(
-                f"tau must have size 1 along dim={dim} (one temperature per slice of "
-                f"categories), got shape {tuple(tau.shape)} for logits {tuple(logits.shape)}"
-            )
+        return _kernels.shifted_softmax(z, tau, d).to(logits.dtype), index
+    nz, stream = _noise_for(logits, noise, generator)
+    if logits.requires_grad and grad:
+        y, index = SoftSample.apply(logits, tau, d, nz, stream, want_index)
+        return y.to(logits.dtype), (index if want_index else None)
+    # no gradient needed (none flows: tau and noise do not require grad here); no no_grad()
+    # block, for the reason given in gumbel_max
+    y, idx = soft_forward(logits.detach(), tau, d, nz, stream, want_index)
+    return y.to(logits.dtype), idx
 
 
 def gumbel_softmax_sample(
@@ -311,7 +273,7 @@ def gumbel_softmax_sample(
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
 ) -> GumbelSoftmaxSample:
-    r"""One Gumbel-Softmax draw returned three ways: straight-through one-hot, relaxed, index.
+    r"""One Gumbel-Softmax draw returned three ways: straight-through one-hot, relaxed, indices.
 
     .. math::
         y^{soft} = \mathrm{softmax}\!\left(\frac{\ell + g}{\tau}\right), \quad
@@ -339,12 +301,11 @@ def gumbel_softmax_sample(
         >>> bool((s.hard.argmax(-1) == s.indices).all())
         True
     """
-    tau = check_tau(tau)
-    d = _prepare_cheap(logits, dim)
-    _check_tau_shape(tau, logits, d)
+    d, noise = _prepare(logits, dim, noise)
+    tau = check_tau(tau, like=logits, dim=d)
     soft, index = _soft_and_index(logits, tau, d, noise, generator, want_index=True)
     assert index is not None
-    hard = straight_through(_one_hot(index, soft, d), soft)
+    hard = straight_through(_kernels.one_hot(index, soft, d), soft)
     return GumbelSoftmaxSample(hard, soft, index)
 
 
@@ -402,17 +363,16 @@ def gumbel_softmax(
         if (
             logits.requires_grad
             and torch.is_grad_enabled()
-            and _fast.cpu_fast(logits.device)
+            and _kernels.numpy_path(logits)
             and not isinstance(tau, Tensor)
             and not (isinstance(noise, Tensor) and noise.requires_grad)
         ):
             # the soft sample is not returned: the Function reuses its buffer for the gradient
             tau = check_tau(tau)
-            d = _prepare_cheap(logits, dim)
-            noise = _check_noise(noise, logits)
-            return _fast.GumbelSoftmaxHardFunction.apply(logits, tau, d, noise, generator)[0]
+            d, noise = _prepare(logits, dim, noise)
+            nz, stream = _noise_for(logits, noise, generator)
+            return HardSample.apply(logits, tau, d, nz, stream)[0]
         return gumbel_softmax_sample(logits, tau, dim, generator=generator, noise=noise).hard
-    tau = check_tau(tau)
-    d = _prepare_cheap(logits, dim)
-    _check_tau_shape(tau, logits, d)
+    d, noise = _prepare(logits, dim, noise)
+    tau = check_tau(tau, like=logits, dim=d)
     return _soft_and_index(logits, tau, d, noise, generator, want_index=False)[0]

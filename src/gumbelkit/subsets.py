@@ -46,12 +46,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from gumbelkit import _kernels
+from gumbelkit._autograd import KSubsetMarginals
+from gumbelkit._ksubset import prefix_tables, sample_from_tables
 from gumbelkit._validation import (
+    check_categories,
     check_dim,
     check_float_tensor,
     check_logits,
@@ -60,7 +64,7 @@ from gumbelkit._validation import (
     get_validate_args,
     lookup,
 )
-from gumbelkit.functional import gumbel_topk, straight_through
+from gumbelkit.functional import straight_through
 from gumbelkit.noise import gumbel_noise
 
 __all__ = [
@@ -109,18 +113,28 @@ def _check_k(k: object, n: int, dim: int) -> int:
 
 
 def _prepare(logits: Tensor, k: object, dim: int) -> tuple[int, int]:
-    """Validate ``logits``, ``dim`` and ``k``; return ``(dim, k)`` with ``dim`` normalised."""
+    """Validate ``logits``, ``dim`` and ``k``; return ``(dim, k)`` with ``dim`` normalised.
+
+    The data check is folded into one 0-d flag (no NaN, no ``+inf``, at least ``k`` unmasked
+    categories per slice), as the other samplers do: a ``torch._assert_async`` under
+    ``torch.compile``, skipped inside ``torch.func`` transforms and when validation is off.
+    """
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)
+    check_categories(logits, d)
     kk = _check_k(k, logits.shape[d], dim)
-    check_logits(logits, d)
-    if get_validate_args():
-        allowed = (~torch.isneginf(logits)).sum(dim=d)
-        if bool((allowed < kk).any()):
-            raise ValueError(
-                f"k={kk} is larger than the number of unmasked (not -inf) categories in some slice "
-                f"along dim={dim} (smallest count: {int(allowed.min())})"
-            )
+    if not get_validate_args():
+        return d, kk
+    allowed = (~torch.isneginf(logits)).sum(dim=d)  # (*) unmasked categories per slice
+    ok = (~(torch.isnan(logits) | torch.isposinf(logits))).all() & (allowed >= kk).all()
+    if _kernels.compiling():
+        torch._assert_async(ok, f"gumbelkit: NaN / +inf logits, or fewer than k={kk} unmasked categories in a slice")
+    elif not _kernels.in_transform(logits) and not bool(ok):
+        check_logits(logits, d)  # names NaN / +inf / a fully masked slice
+        raise ValueError(
+            f"k={kk} is larger than the number of unmasked (not -inf) categories in some slice "
+            f"along dim={dim} (smallest count: {int(allowed.min())})"
+        )
     return d, kk
 
 
@@ -186,13 +200,19 @@ def _relaxed_topk_last(z: Tensor, k: int, tau: float | Tensor) -> Tensor:
 def _topk_sample(
     logits: Tensor, k: int, tau: float | Tensor, d: int, noise: Tensor | None, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(hard, soft, indices)`` of one Gumbel-top-k draw; ``soft`` is differentiable."""
+    """``(hard, soft, indices)`` of one Gumbel-top-k draw; ``soft`` is differentiable.
+
+    The keys are ``(logits - max) + G`` in the compute dtype, as :func:`gumbelkit.gumbel_topk`
+    forms them, so ``indices`` equal ``gumbel_topk(logits, k, dim, noise=G)``; the relaxed
+    sample is computed from the same keys (it does not depend on the shift).
+    """
     g = _gumbel(logits, noise, generator)  # (*, n, *) compute dtype
-    indices = gumbel_topk(logits.detach(), k, d, noise=g)  # (*, k, *) exact, in Gumbel order
-    z = (logits.to(g.dtype) + g).movedim(d, -1)  # (*, n)
-    soft = _relaxed_topk_last(z, k, tau).to(logits.dtype).movedim(-1, d)  # (*, n, *)
-    hard = _k_hot(indices.movedim(d, -1), soft.detach().movedim(d, -1)).movedim(-1, d)
-    return hard, soft, indices
+    x = logits.to(g.dtype).movedim(d, -1)  # (*, n)
+    z = (x - x.detach().amax(dim=-1, keepdim=True)) + g.movedim(d, -1)  # (*, n) keys
+    indices = z.detach().topk(k, dim=-1).indices  # (*, k) exact, largest key first
+    soft = _relaxed_topk_last(z, k, tau).to(logits.dtype)  # (*, n)
+    hard = _k_hot(indices, soft.detach())
+    return hard.movedim(-1, d), soft.movedim(-1, d), indices.movedim(-1, d)
 
 
 def relaxed_topk(
@@ -324,162 +344,6 @@ def max_concrete(
 
 
 # --------------------------------------------------------------------------- exact k-subsets (SIMPLE)
-#
-# Tables, items 0..n-1 along the last dim:
-#   A[..., i, j] = log e_j(exp x_0, ..., exp x_{i-1})    (prefix of the first i items), (*, n+1, k+1)
-#   B[..., m, j] = log e_j(exp x_m, ..., exp x_{n-1})    (suffix from item m),          (*, n+1, k+1)
-# with e_j the elementary symmetric polynomial of degree j, so Z = e_k(exp x) = exp A[..., n, k].
-# Classifying the subsets of size j by their largest item m gives
-#   A[..., i, j] = logsumexp_{m < i} (x_m + A[..., m, j - 1]),
-# a cumulative log-sum-exp over the items: k vectorised steps (O(nk) work). Autograd never runs
-# through these forward tables; for second derivatives (create_graph=True) the backward rebuilds
-# them with an item-by-item recursion whose every operation is twice differentiable at -inf.
-
-
-def _prefix_tables(x: Tensor, k: int) -> Tensor:
-    """``A``: ``(*, n + 1, k + 1)``, by k cumulative log-sum-exps (no autograd through it)."""
-    n = x.shape[-1]
-    cols = [torch.zeros((*x.shape[:-1], n + 1), dtype=x.dtype, device=x.device)]  # e_0 = 1
-    first = torch.full((*x.shape[:-1], 1), NEG_INF, dtype=x.dtype, device=x.device)  # e_j(nothing) = 0
-    for _ in range(k):
-        # the largest item m < i of the subset, weight e^{x_m} e_{j-1}(x_{<m}); logcumsumexp keeps
-        # a running maximum, so prefixes far below the row's largest term keep their precision
-        cols.append(torch.cat([first, torch.logcumsumexp(x + cols[-1][..., :-1], dim=-1)], dim=-1))
-    return torch.stack(cols, dim=-1)
-
-
-def _prefix_expectations(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
-    r"""``E[..., i, j]``: mean of :math:`\sum_{m\in S} v_m` over the size-j subsets S of the first
-    i items, weighted by :math:`\prod_{m\in S} e^{x_m}`: ``(*, n + 1, k + 1)``.
-
-    Same classification by the largest item as ``A``: a weighted cumulative sum divided by the
-    weights' cumulative sum ``exp(A)``, taken in log space separately for the positive and
-    negative parts of the summand (each ratio is at most the summand's largest magnitude).
-    """
-    n = x.shape[-1]
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    cols = [torch.zeros((*x.shape[:-1], n + 1), dtype=x.dtype, device=x.device)]
-    for j in range(1, k + 1):
-        t = x + a[..., :-1, j - 1]  # (*, n) log weight of "largest item is m"
-        c = cols[-1][..., :-1] + v  # (*, n) the mean given m: E_{j-1}(x_{<m}) + v_m
-        base = a[..., 1:, j]
-        base = torch.where(torch.isfinite(base), base, zero)  # an empty state gets mean 0
-        pos = torch.exp(torch.logcumsumexp(t + torch.log(c.clamp(min=0)), dim=-1) - base)
-        neg = torch.exp(torch.logcumsumexp(t + torch.log((-c).clamp(min=0)), dim=-1) - base)
-        cols.append(torch.cat([torch.zeros_like(pos[..., :1]), pos - neg], dim=-1))
-    return torch.stack(cols, dim=-1)
-
-
-def _logaddexp_twice_differentiable(p: Tensor, q: Tensor) -> Tensor:
-    """``logaddexp`` whose gradient is 0, not NaN, where both inputs are ``-inf``."""
-    m = torch.maximum(p, q)
-    ok = torch.isfinite(m)
-    m0 = torch.where(ok, m, torch.zeros((), dtype=m.dtype, device=m.device))
-    s = torch.exp(p - m0) + torch.exp(q - m0)
-    # double where: the unused branch sees log(1), so its (discarded) gradient is finite
-    s1 = torch.where(ok, s, torch.ones((), dtype=s.dtype, device=s.device))
-    return torch.where(ok, m0 + torch.log(s1), m)
-
-
-def _prefix_tables_graph(x: Tensor, k: int) -> Tensor:
-    """``A`` item by item, ``A[i+1, j] = logaddexp(A[i, j], A[i, j-1] + x_i)``: twice differentiable."""
-    first = torch.full((*x.shape[:-1], k + 1), NEG_INF, dtype=x.dtype, device=x.device)
-    prev = torch.cat([torch.zeros_like(first[..., :1]), first[..., 1:]], dim=-1)  # e_0 = 1
-    rows = [prev]
-    for i in range(x.shape[-1]):
-        grow = _logaddexp_twice_differentiable(prev[..., 1:], prev[..., :-1] + x[..., i : i + 1])  # (*, k)
-        prev = torch.cat([prev[..., :1], grow], dim=-1)  # (*, k + 1)
-        rows.append(prev)
-    return torch.stack(rows, dim=-2)
-
-
-def _prefix_expectations_graph(x: Tensor, v: Tensor, a: Tensor, k: int) -> Tensor:
-    """:func:`_prefix_expectations` item by item (convex combinations): twice differentiable."""
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    prev = torch.zeros_like(a[..., 0, :])  # (*, k + 1)
-    rows = [prev]
-    for i in range(x.shape[-1]):
-        cur = a[..., i + 1, 1:]  # (*, k)
-        base = torch.where(torch.isfinite(cur), cur, zero)  # an unreachable state gets weight 0
-        w_skip = torch.exp(a[..., i, 1:] - base)  # item i left out
-        w_take = torch.exp(a[..., i, :-1] + x[..., i : i + 1] - base)  # item i taken
-        grow = w_skip * prev[..., 1:] + w_take * (prev[..., :-1] + v[..., i : i + 1])
-        prev = torch.cat([prev[..., :1], grow], dim=-1)
-        rows.append(prev)
-    return torch.stack(rows, dim=-2)
-
-
-def _tables(x: Tensor, k: int, graph: bool = False) -> tuple[Tensor, Tensor]:
-    """Prefix ``A`` and suffix ``B`` tables (``graph``: the twice-differentiable recursion)."""
-    prefix = _prefix_tables_graph if graph else _prefix_tables
-    return prefix(x, k), prefix(x.flip(-1), k).flip(-2)  # suffix of x = prefix of the reversed x
-
-
-def _marginals(x: Tensor, k: int, graph: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    r""":math:`\mu_t = P(t \in S)` and the tables, for :math:`p(S) \propto \exp\sum_{i\in S} x_i`.
-
-    :math:`\mu_t = e^{x_t} \sum_j e_j(x_{<t})\, e_{k-1-j}(x_{>t}) / Z`.
-    """
-    a, b = _tables(x, k, graph)
-    log_z = a[..., -1, k : k + 1]  # (*, 1), finite: at least k unmasked categories
-    pair = a[..., :-1, :k] + b[..., 1:, :k].flip(-1)  # (*, n, k): before t size j, after t size k-1-j
-    mu = torch.exp(x + torch.logsumexp(pair, dim=-1) - log_z).clamp(max=1.0)  # round-off can exceed 1
-    return mu, a, b
-
-
-def _marginals_hvp(x: Tensor, v: Tensor, k: int, mu: Tensor, a: Tensor, b: Tensor, graph: bool = False) -> Tensor:
-    r"""The Jacobian-vector product :math:`(\partial\mu/\partial x)\, v = \mathrm{Cov}(z)\, v`.
-
-    :math:`\mathrm{Cov}(z_t, S) = \mu_t\,(v_t + \mathbb E[S_{-t} \mid z_t = 1] - \mathbb E[S])` with
-    :math:`S = \sum_m v_m z_m`; the conditional mean combines prefix and suffix expectation
-    tables. The Jacobian is symmetric (it is the Hessian of :math:`\log Z`), so this is also the
-    vector-Jacobian product autograd needs. O(nk).
-    """
-    expect = _prefix_expectations_graph if graph else _prefix_expectations
-    ea = expect(x, v, a, k)  # (*, n + 1, k + 1)
-    eb = expect(x.flip(-1), v.flip(-1), b.flip(-2), k).flip(-2)
-    pair = a[..., :-1, :k] + b[..., 1:, :k].flip(-1)  # (*, n, k)
-    c = torch.logsumexp(pair, dim=-1, keepdim=True)  # (*, n, 1), finite when >= k unmasked
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    w = torch.exp(pair - torch.where(torch.isfinite(c), c, zero))  # (*, n, k), rows sum to 1
-    cond = (w * (ea[..., :-1, :k] + eb[..., 1:, :k].flip(-1))).sum(dim=-1)  # (*, n)
-    mean = (mu * v).sum(dim=-1, keepdim=True)  # (*, 1)
-    return mu * (v + cond - mean)
-
-
-class _KSubsetMarginals(torch.autograd.Function):
-    """``mu = P(t in S)`` under :math:`p(S) \\propto \\exp\\sum_{t\\in S} x_t`, ``|S| = k``.
-
-    Forward and backward are O(nk) log-space dynamic programmes (categories last, compute dtype).
-    The backward is the exact Hessian-vector product of :math:`\\log Z`; under
-    ``create_graph=True`` it recomputes the tables from ``x`` with a twice-differentiable
-    recursion, so second derivatives are exact too. Returns ``(mu, A, B)``; the tables are
-    non-differentiable by-products (the sampler reuses ``A``).
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        return _marginals(x, k)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        x, k = inputs
-        mu, a, b = output
-        ctx.k = k  # a Python int, not a tensor
-        ctx.save_for_backward(x, mu, a, b)
-        ctx.mark_non_differentiable(a, b)
-
-    @staticmethod
-    def backward(ctx: Any, grad_mu: Tensor, grad_a: Tensor | None, grad_b: Tensor | None) -> tuple[Tensor, None]:  # type: ignore[override]
-        x, mu, a, b = ctx.saved_tensors
-        k = ctx.k
-        if torch.is_grad_enabled():
-            # double backward: rebuild everything from x so that the graph reaches x
-            mu, a, b = _marginals(x, k, graph=True)
-            return _marginals_hvp(x, grad_mu, k, mu, a, b, graph=True), None
-        return _marginals_hvp(x, grad_mu, k, mu, a, b), None
 
 
 def k_subset_marginals(logits: Tensor, k: int, dim: int = -1) -> Tensor:
@@ -511,31 +375,8 @@ def k_subset_marginals(logits: Tensor, k: int, dim: int = -1) -> Tensor:
     """
     d, kk = _prepare(logits, k, dim)
     x = logits.to(compute_dtype(logits.dtype)).movedim(d, -1)
-    mu = _KSubsetMarginals.apply(x, kk)[0]
+    mu = KSubsetMarginals.apply(x, kk)[0]
     return mu.to(logits.dtype).movedim(-1, d)
-
-
-def _sample_from_tables(x: Tensor, a: Tensor, k: int, u: Tensor) -> Tensor:
-    r"""Exact k-subset, largest item first: ``(*, n)`` bool with ``k`` True.
-
-    Given that ``r`` items remain to be chosen among the items below ``upper``, the largest of
-    them is ``m`` with probability :math:`\propto e^{x_m} e_{r-1}(x_{<m})` (``m < upper``):
-    one inverse-CDF draw per chosen item, ``u`` ``(*, k)`` uniforms, k vectorised steps.
-    """
-    n = x.shape[-1]
-    pos = torch.arange(n, device=x.device)
-    upper = torch.full((*x.shape[:-1], 1), n, dtype=torch.long, device=x.device)
-    chosen = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-    for step, r in enumerate(range(k, 0, -1)):
-        logw = torch.where(pos < upper, x + a[..., :-1, r - 1], NEG_INF)  # (*, n)
-        w = torch.exp(logw - logw.amax(dim=-1, keepdim=True))  # the max is finite on a valid path
-        cdf = torch.cumsum(w, dim=-1)
-        target = u[..., step : step + 1] * cdf[..., -1:]
-        m = (cdf <= target).sum(dim=-1, keepdim=True).clamp(max=n - 1)  # first m with cdf > target
-        m = torch.minimum(m, upper - 1)  # u -> 1 rounding can only overshoot into zero-weight items
-        chosen.scatter_(-1, m, True)
-        upper = m
-    return chosen
 
 
 def k_subset_sample(
@@ -571,7 +412,7 @@ def k_subset_sample(
     with torch.no_grad():
         x = logits.detach().to(compute_dtype(logits.dtype)).movedim(d, -1)  # (*, n)
         u = _uniforms(logits, kk, d, generator, noise).to(x.dtype)
-        hard = _sample_from_tables(x, _prefix_tables(x, kk), kk, u)
+        hard = sample_from_tables(x, prefix_tables(x, kk), kk, u)
     return _sorted_indices(hard, kk).movedim(-1, d)
 
 
@@ -603,10 +444,10 @@ def _simple_sample(
     _check_scalar_tau(tau)  # accepted for a uniform interface; SIMPLE has no temperature
     d, kk = _prepare(logits, k, dim)
     x = logits.to(compute_dtype(logits.dtype)).movedim(d, -1)  # (*, n)
-    mu_last, a, _ = _KSubsetMarginals.apply(x, kk)
+    mu_last, a, _ = KSubsetMarginals.apply(x, kk)
     u = _uniforms(logits, kk, d, generator, noise).to(x.dtype)  # (*, k)
     with torch.no_grad():
-        hard_last = _sample_from_tables(x.detach(), a, kk, u)  # (*, n) bool
+        hard_last = sample_from_tables(x.detach(), a, kk, u)  # (*, n) bool
     mu = mu_last.to(logits.dtype).movedim(-1, d)  # (*, n, *)
     hard = hard_last.to(logits.dtype).movedim(-1, d)
     indices = _sorted_indices(hard_last, kk).movedim(-1, d)

@@ -56,7 +56,7 @@ from gumbelkit._validation import check_dim, check_float_tensor, check_tau, look
 from gumbelkit.estimators._common import EstimatorSample
 from gumbelkit.estimators.gs import gs
 from gumbelkit.estimators.gst import check_gap, gst
-from gumbelkit.estimators.gumbel_rao import conditional_gumbel, gumbel_rao
+from gumbelkit.estimators.gumbel_rao import gumbel_rao
 from gumbelkit.estimators.reinforce import ReinforceSample, reinforce_loo
 from gumbelkit.estimators.reinmax import reinmax
 from gumbelkit.estimators.st import st
@@ -68,7 +68,6 @@ __all__ = [
     "EstimatorSpec",
     "ReinforceLOO",
     "ReinforceSample",
-    "conditional_gumbel",
     "estimator_names",
     "get_estimator",
     "gs",

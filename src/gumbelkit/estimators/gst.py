@@ -21,19 +21,14 @@ References:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import (
-    EstimatorSample,
-    draw_gumbel,
-    mixed_softmax_st,
-    prepare,
-    safe_shift,
-    shifted,
-)
+from gumbelkit._autograd import MixtureST
+from gumbelkit._kernels import one_hot
+from gumbelkit.estimators._common import EstimatorSample, preamble, safe_shift
 
 __all__ = ["GAP_CHOICES", "gst"]
 
@@ -65,6 +60,31 @@ def _adaptive_gap(xs: Tensor, winner: Tensor) -> Tensor:
     # -log(1 - pi)/pi -> 1 + pi/2 as pi -> 0; avoid 0/0 when pi underflows
     tiny = pi < 1e-6
     return torch.where(tiny, 1.0 + 0.5 * pi, nl / torch.where(tiny, torch.ones_like(pi), pi))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One term: softmax of the gapped logits over tau (see :class:`gumbelkit._autograd.MixturePlan`)."""
+
+    t: float
+    gap: float | str
+    components: int = 1
+
+    def tau(self, m: int) -> float:
+        return self.t
+
+    def c_hard(self, m: int) -> float:
+        return 1.0
+
+    def c_soft(self, m: int) -> float:
+        return 1.0
+
+    def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor:
+        winner = one_hot(indices, xs, -1, torch.bool)
+        delta = _adaptive_gap(xs, winner) if isinstance(self.gap, str) else self.gap
+        # winner moves up to the max (0 here); the others are capped at max - gap
+        moved = torch.where(winner, torch.zeros_like(xs), torch.minimum(xs, -delta * torch.ones_like(xs)))
+        return safe_shift(moved, xs).unsqueeze(0)  # (1, *, K)
 
 
 def gst(
@@ -106,19 +126,8 @@ def gst(
         >>> s.indices.shape
         torch.Size([3])
     """
-    t = check_tau(tau, scalar=True, owner="gst")
     gp = check_gap(gap)
-    d = prepare(logits, dim)
-    g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
-    x = logits.movedim(d, -1)  # (*, K)
-    xc = x.detach().to(g.dtype)
-    index = (xc + g).argmax(dim=-1)  # (*,)
-    xs = shifted(xc)  # (*, K), max 0
-    winner = torch.zeros_like(xs, dtype=torch.bool).scatter_(-1, index.unsqueeze(-1), True)
-    delta: Tensor | float = _adaptive_gap(xs, winner) if isinstance(gp, str) else gp
-    # winner moves up to the max (0 here); the others are capped at max - gap
-    moved = torch.where(winner, torch.zeros_like(xs), torch.minimum(xs, -delta * torch.ones_like(xs)))
-    shifts = safe_shift(moved, xs).unsqueeze(0)  # (1, *, K)
-    hard, soft = mixed_softmax_st(x, index, shifts, (t,), (1.0,), (1.0,))
-    hard = hard.movedim(-1, d)
-    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)
+    p = preamble(logits, tau, dim, noise, generator, owner="gst")
+    hard, soft = MixtureST.apply(p.x, p.indices, _Plan(p.tau, gp))
+    hard = hard.movedim(-1, p.dim)
+    return EstimatorSample(hard, hard, soft.movedim(-1, p.dim), p.indices)

@@ -19,8 +19,15 @@ Conditional sampling (the maximum of independent Gumbels is Gumbel with location
     z_j = -\log\!\big(E_j e^{-\ell_j} + e^{-z_D}\big) \quad (j \ne D).
 
 Here the first of the ``k`` perturbations is the very draw that chose ``D`` (it is itself a
-sample from the conditional law), the other ``k - 1`` are fresh; so ``k = 1`` is ST-GS on the
-same noise, bit for bit in the forward pass.
+sample from the conditional law), the other ``k - 1`` are fresh
+(:func:`gumbelkit.noise.conditional_gumbel`); so ``k = 1`` is ST-GS on the same noise, bit for
+bit in the forward pass.
+
+Memory: the ``k - 1`` fresh perturbations come from a replayable stream (PCG64 on the numpy
+path, :func:`gumbelkit.noise.counter_uniform` elsewhere) whose state or 0-d seed is all the
+backward pass keeps; it replays them a chunk at a time. Saved for backward: the logits, the first perturbation and the
+sampled indices, whatever ``k`` (not ``2k + 1`` times the logits); the backward recomputes the
+``k`` softmaxes, so forward + backward costs about twice the softmaxes of storing them.
 
 References:
     1. M. B. Paulus, C. J. Maddison, A. Krause, *Rao-Blackwellizing the Straight-Through
@@ -30,72 +37,52 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import (
-    EstimatorSample,
-    compute_dtype,
-    draw_gumbel,
-    mixed_softmax_st,
-    prepare,
-    safe_shift,
-    shifted,
-)
-from gumbelkit.noise import exponential_noise
+from gumbelkit._autograd import MixtureST
+from gumbelkit._kernels import Stream
+from gumbelkit.estimators._common import EstimatorSample, preamble, safe_shift
+from gumbelkit.noise import conditional_draws, draw_conditional_source
 
-__all__ = ["conditional_gumbel", "gumbel_rao"]
+__all__ = ["gumbel_rao"]
 
 
-def conditional_gumbel(
-    logits: Tensor,
-    index: Tensor,
-    n: int,
-    *,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""Draw ``n`` perturbed logits :math:`\ell + G` conditional on :math:`\arg\max = ` ``index``.
+@dataclass(frozen=True)
+class _Plan:
+    """``k`` terms of weight ``1/k`` at temperature ``t``: the draw that chose the sample, then
+    ``k - 1`` conditional draws replayed from their source (see
+    :class:`gumbelkit._autograd.MixturePlan`). ``aux[0]`` is the first perturbation
+    ``(x - max) + G``; the source is ``stream`` (numpy path: two ints) or ``aux[1]`` (a 0-d
+    seed tensor)."""
 
-    Computed in the max-subtracted frame (:math:`\ell - \max\ell`), with ``logaddexp`` instead
-    of ``exp`` of raw logits, so extreme logits neither overflow nor lose the winner; masked
-    (``-inf``) categories stay ``-inf``.
+    t: float
+    components: int
+    stream: Stream | None
 
-    Args:
-        logits: ``(*, K)`` logits, categories last (any float dtype; half precision is
-            computed in float32).
-        index: ``(*)`` the category every draw must have as its argmax.
-        n: number of draws.
-        generator: optional ``torch.Generator``.
+    def tau(self, m: int) -> float:
+        return self.t
 
-    Returns:
-        ``(n, *, K)`` perturbed logits in the frame :math:`\ell - \max \ell` (a per-slice
-        constant shift of :math:`\ell + G`), in the logits' dtype, whose argmax is ``index``
-        (strictly: a loser that rounding to half precision would tie with the winner is moved
-        one ulp below it).
+    def c_hard(self, m: int) -> float:
+        return 1.0 / self.components
 
-    Example:
-        >>> z = conditional_gumbel(torch.tensor([0.0, 1.0, 2.0]), torch.tensor(0), 4)
-        >>> bool((z.argmax(-1) == 0).all())
-        True
-    """
-    # float16 has too few bits: ~0.05% of the draws would tie with (or beat) the winner
-    xs = shifted(logits.detach().to(compute_dtype(logits.dtype)))  # (*, K), max 0, -inf where masked
-    lse = torch.logsumexp(xs, dim=-1, keepdim=True)  # (*, 1), in [0, log K]
-    e = exponential_noise((n, *xs.shape), dtype=xs.dtype, device=xs.device, generator=generator)
-    log_e = e.log()  # (n, *, K), finite: E in [2^-54, 37.4]
-    idx = index.unsqueeze(-1).expand(n, *index.shape, 1)  # (n, *, 1)
-    top = lse - log_e.gather(-1, idx)  # (n, *, 1): Gumbel(log Z) maximum
-    # z_j = -log(E_j exp(-x_j) + exp(-top)) as a logaddexp: no exp of raw logits; -inf stays -inf
-    others = -torch.logaddexp(log_e - xs, -top)  # (n, *, K)
-    winner = torch.zeros_like(xs, dtype=torch.bool).scatter_(-1, index.unsqueeze(-1), True)
-    if logits.dtype == xs.dtype:
-        return torch.where(winner, top, others)  # (n, *, K)
-    top_o, others_o = top.to(logits.dtype), others.to(logits.dtype)
-    # rounding can make a loser equal the winner: move it one ulp down so the argmax stays exact
-    below = torch.nextafter(top_o, torch.full_like(top_o, -torch.inf))  # (n, *, 1)
-    others_o = torch.where(others_o >= top_o, below, others_o)
-    return torch.where(winner, top_o, others_o)  # (n, *, K) in the logits' dtype
+    def c_soft(self, m: int) -> float:
+        return 1.0 / self.components
+
+    def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor:
+        z0 = aux[0]
+        source = aux[1] if self.stream is None else self.stream
+        parts = []
+        if start == 0:
+            parts.append((z0 - z0.amax(dim=-1, keepdim=True)).unsqueeze(0))  # G_1 = g + const
+        if stop > max(start, 1):
+            first = max(start, 1) - 1  # conditional draw j is term j + 1
+            lse = torch.logsumexp(xs, dim=-1, keepdim=True)  # (*, 1)
+            parts.append(conditional_draws(xs, lse, indices, source, first, stop - 1 - first))
+        z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (stop - start, *, K)
+        return safe_shift(z, xs)
 
 
 def gumbel_rao(
@@ -125,7 +112,8 @@ def gumbel_rao(
             (ValueError if it requires grad; use ``gs`` / ``st_gs`` to learn tau).
         dim: the category dimension.
         k: number of conditional Gumbel samples (``k >= 1``; ``k = 1`` is ST-GS).
-        generator: optional ``torch.Generator``.
+        generator: optional ``torch.Generator`` (the noise, then the seed of the conditional
+            draws, as :func:`gumbelkit.noise.conditional_gumbel` draws it).
         noise: optional pre-drawn Gumbel noise of the logits' shape (it chooses the sample and
             is the first of the ``k`` perturbations).
 
@@ -139,21 +127,13 @@ def gumbel_rao(
         >>> s.hard.shape
         torch.Size([3, 4])
     """
-    t = check_tau(tau, scalar=True, owner="gumbel_rao")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1 (number of conditional Gumbel samples), got {k!r}")
-    d = prepare(logits, dim)
-    g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K) compute dtype
-    x = logits.movedim(d, -1)  # (*, K)
-    xc = x.detach().to(g.dtype)
-    z0 = xc + g  # (*, K): the draw that chooses the sample
-    index = z0.argmax(dim=-1)  # (*,)
-    xs = shifted(xc)  # (*, K)
-    shifts = safe_shift(shifted(z0), xs).unsqueeze(0)  # (1, *, K): G_1 = g up to a constant
-    if k > 1:
-        z = conditional_gumbel(xc, index, k - 1, generator=generator)  # (k-1, *, K)
-        shifts = torch.cat([shifts, safe_shift(z, xs)], dim=0)  # (k, *, K)
-    w = 1.0 / k
-    hard, soft = mixed_softmax_st(x, index, shifts, (t,) * k, (w,) * k, (w,) * k)
-    hard = hard.movedim(-1, d)
-    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)
+    p = preamble(logits, tau, dim, noise, generator, owner="gumbel_rao")
+    source = draw_conditional_source(generator, p.z)
+    if isinstance(source, tuple):  # a PCG64 stream: two ints, kept in the plan
+        hard, soft = MixtureST.apply(p.x, p.indices, _Plan(p.tau, k, source), p.z)
+    else:  # a 0-d seed tensor: saved for backward with the rest
+        hard, soft = MixtureST.apply(p.x, p.indices, _Plan(p.tau, k, None), p.z, source)
+    hard = hard.movedim(-1, p.dim)
+    return EstimatorSample(hard, hard, soft.movedim(-1, p.dim), p.indices)

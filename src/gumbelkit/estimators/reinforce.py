@@ -34,8 +34,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit.estimators._common import compute_dtype, one_hot, prepare
-from gumbelkit.noise import gumbel_noise
+from gumbelkit._kernels import one_hot
+from gumbelkit._validation import (
+    check_categories,
+    check_dim,
+    check_float_tensor,
+    check_valid,
+    compute_dtype,
+)
+from gumbelkit.noise import perturb
 
 __all__ = ["ReinforceSample", "reinforce_loo"]
 
@@ -99,14 +106,22 @@ def reinforce_loo(
         raise ValueError(f"n_samples must be an int >= 2 (the leave-one-out baseline needs two), got {n_samples!r}")
     if not callable(f):
         raise ValueError(f"f must be a callable mapping one-hot samples to values, got {type(f).__name__}")
-    d = prepare(logits, dim)
+    check_float_tensor(logits, "logits")
+    d = check_dim(logits, dim)
+    check_categories(logits, d)
     cdt = compute_dtype(logits.dtype)
     n = n_samples
-    g = gumbel_noise((n, *logits.shape), dtype=cdt, device=logits.device, generator=generator)
+    rep = logits.detach().unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
+    p = perturb(rep, d + 1, generator=generator, want_index=True, values=False)  # n Gumbel-Max draws
+    check_valid(p.ok, logits, d)
     x = logits.movedim(d, -1)  # (*B, K)
     xc = x.to(cdt)
-    index = (xc.detach().unsqueeze(0) + g.movedim(d + 1, -1)).argmax(dim=-1)  # (n, *B)
-    hard = one_hot(index, x.shape[-1], logits.dtype).movedim(-1, d + 1)  # (n, *logits.shape)
+    if p.indices is not None:
+        index = p.indices  # (n, *B)
+    else:
+        assert p.z is not None
+        index = p.z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
+    hard = one_hot(index, rep.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *shape)
     values = f(hard)
     batch = tuple(x.shape[:-1])
     if not isinstance(values, Tensor) or values.ndim < 1 or values.shape[0] != n or (

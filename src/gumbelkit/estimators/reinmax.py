@@ -20,24 +20,43 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import (
-    EstimatorSample,
-    draw_gumbel,
-    mixed_softmax_st,
-    one_hot,
-    prepare,
-    safe_shift,
-    shifted,
-)
+from gumbelkit._autograd import MixtureST
+from gumbelkit._kernels import one_hot, shifted_softmax
+from gumbelkit.estimators._common import EstimatorSample, preamble, safe_shift
 
 __all__ = ["TAU_MIN", "reinmax"]
 
 #: ReinMax is defined (and analysed) for tau >= 1
 TAU_MIN = 1.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Two terms at temperature 1: 2 J(pi_1) - J(pi_0) / 2 for ``hard``, pi_0 for ``soft``."""
+
+    t: float
+    components: int = 2
+
+    def tau(self, m: int) -> float:
+        return 1.0
+
+    def c_hard(self, m: int) -> float:
+        return 2.0 if m == 0 else -0.5
+
+    def c_soft(self, m: int) -> float:
+        return 0.0 if m == 0 else 1.0
+
+    def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor:
+        pi1 = 0.5 * (shifted_softmax(xs, self.t, -1) + one_hot(indices, xs, -1))
+        # pi1 = softmax(x + a) for the constant a = log(pi1) - x (log 0 = -inf is fine: prob 0);
+        # the second term is pi_0 = softmax(x): no shift
+        a = torch.stack([safe_shift(pi1.log(), xs), torch.zeros_like(xs)])  # (2, *, K)
+        return a[start:stop]
 
 
 def reinmax(
@@ -76,16 +95,7 @@ def reinmax(
         >>> s.hard.sum().item()
         3.0
     """
-    t = check_tau(tau, minimum=TAU_MIN, scalar=True, owner="reinmax")
-    d = prepare(logits, dim)
-    g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
-    x = logits.movedim(d, -1)  # (*, K)
-    xc = x.detach().to(g.dtype)
-    index = (xc + g).argmax(dim=-1)  # (*,)
-    xs = shifted(xc)  # (*, K)
-    pi1 = 0.5 * (torch.softmax(xs / t, dim=-1) + one_hot(index, xs.shape[-1], xs.dtype))
-    # pi1 = softmax(x + a) for the constant a = log(pi1) - x (log 0 = -inf is fine: prob 0)
-    shifts = torch.stack([safe_shift(pi1.log(), xs), torch.zeros_like(xs)])  # (2, *, K)
-    hard, soft = mixed_softmax_st(x, index, shifts, (1.0, 1.0), (2.0, -0.5), (0.0, 1.0))
-    hard = hard.movedim(-1, d)
-    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)
+    p = preamble(logits, tau, dim, noise, generator, owner="reinmax", minimum=TAU_MIN)
+    hard, soft = MixtureST.apply(p.x, p.indices, _Plan(p.tau))
+    hard = hard.movedim(-1, p.dim)
+    return EstimatorSample(hard, hard, soft.movedim(-1, p.dim), p.indices)

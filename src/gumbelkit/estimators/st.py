@@ -12,18 +12,35 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import (
-    EstimatorSample,
-    draw_gumbel,
-    mixed_softmax_st,
-    prepare,
-)
+from gumbelkit._autograd import MixtureST
+from gumbelkit.estimators._common import EstimatorSample, preamble
 
 __all__ = ["st"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One term: softmax(x / tau), no shift (see :class:`gumbelkit._autograd.MixturePlan`)."""
+
+    t: float
+    components: int = 1
+
+    def tau(self, m: int) -> float:
+        return self.t
+
+    def c_hard(self, m: int) -> float:
+        return 1.0
+
+    def c_soft(self, m: int) -> float:
+        return 1.0
+
+    def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> None:
+        return None
 
 
 def st(
@@ -63,11 +80,7 @@ def st(
         >>> s.hard.sum().item()
         4.0
     """
-    t = check_tau(tau, scalar=True, owner="st")
-    d = prepare(logits, dim)
-    g = draw_gumbel(logits, noise, generator).movedim(d, -1)  # (*, K)
-    x = logits.movedim(d, -1)  # (*, K)
-    index = (x.detach().to(g.dtype) + g).argmax(dim=-1)  # (*,) exact Gumbel-Max sample
-    hard, soft = mixed_softmax_st(x, index, None, (t,), (1.0,), (1.0,))
-    hard = hard.movedim(-1, d)
-    return EstimatorSample(hard, hard, soft.movedim(-1, d), index)
+    p = preamble(logits, tau, dim, noise, generator, owner="st")
+    hard, soft = MixtureST.apply(p.x, p.indices, _Plan(p.tau))
+    hard = hard.movedim(-1, p.dim)
+    return EstimatorSample(hard, hard, soft.movedim(-1, p.dim), p.indices)
