@@ -437,3 +437,20 @@ def test_marginals_keep_precision_across_a_wide_range() -> None:
     torch.testing.assert_close(S.k_subset_marginals(x, 2), torch.tensor([1.0, 0, 0, 1.0, 0, 0], dtype=torch.float64))
     z = S.k_subset_sample(x.expand(100, -1), 2, generator=_gen(43))
     assert bool((z == torch.tensor([0, 3])).all())
+
+
+def test_torch_compile_traces_without_graph_breaks() -> None:
+    import torch._dynamo
+
+    x = torch.randn(4, 9, generator=_gen(44), requires_grad=True)
+    u = torch.rand(4, 3, dtype=torch.float64, generator=_gen(45))
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return S.sample_subset(t, 3, "simple", noise=u).output
+
+    assert torch._dynamo.explain(f)(x).graph_break_count == 0
+    compiled = torch.compile(f, backend="aot_eager")
+    w = torch.arange(9.0)
+    eager, traced = f(x), compiled(x)
+    torch.testing.assert_close(traced, eager)
+    torch.testing.assert_close(torch.autograd.grad((traced * w).sum(), x)[0], torch.autograd.grad((eager * w).sum(), x)[0])
