@@ -38,6 +38,20 @@ SELECTOR_LABELS = {"st_topk": "ST top-k (exact k-hot, relaxed top-k gradient)",
 L2X_OPTIMUM = {"xor": 1.5, "orange": 2.5, "additive": 2.5, "switch": 3.0}
 # Abid et al. 2019: ExtraTrees accuracy on the 50 selected pixels
 CAE_PUBLISHED = {"mnist": 0.906, "fashion_mnist": 0.677}
+IMAGE_DATASETS = ("mnist", "fashion_mnist")
+# the full grids the tables are meant to show; render lists every configuration without a result
+L2X_SEEDS = 5
+SELECT_PLAN = tuple((d, s) for d in IMAGE_DATASETS for s in ("concrete", *SUBSET_SELECTORS))
+GLIMPSE_PLAN = tuple((d, s, k) for d in IMAGE_DATASETS
+                     for s, ks in (("st_topk", (2, 5, 10, 20)), ("relaxed_topk", (10,)), ("l2x", (10,)),
+                                   ("simple", (10,)), ("sequential", (10,)), ("random", (10,)), ("centre", (10,)))
+                     for k in ks)
+
+
+def _missing_line(missing: Sequence[str]) -> list[str]:
+    if not missing:
+        return ["", "Every planned configuration has a result."]
+    return ["", f"Not run (no result file; CPU budget): {'; '.join(missing)}."]
 
 
 def _copy(out_dir: Path, dest: Path) -> bool:
@@ -173,24 +187,31 @@ def render_l2x() -> dict[str, Any]:
         c = [v for v in cells.values() if v["dataset"] == d]
         if c:
             b = min(c, key=lambda v: v["median_rank_mean"])
-            best[d] = {"selector": b["selector"], "median_rank_mean": b["median_rank_mean"], "optimum": L2X_OPTIMUM[d]}
+            tied = [v["selector"] for v in c if v["median_rank_mean"] <= b["median_rank_mean"] + 5e-4]  # equal to 3 decimals
+            best[d] = {"selector": " = ".join(tied), "median_rank_mean": b["median_rank_mean"], "optimum": L2X_OPTIMUM[d]}
     lines = ["| selector | " + " | ".join(f"{d} (optimum {L2X_OPTIMUM[d]})" for d in L2X_DATASETS) + " |",
              "|---|" + "---|" * len(L2X_DATASETS)]
     for s in SUBSET_SELECTORS:
         row = []
         for d in L2X_DATASETS:
             c = cells.get(f"{d}/{s}")
-            row.append("-" if c is None else f"{c['median_rank_mean']:.3f} +- {c['median_rank_sd_over_points']:.3f}"
-                       + ("" if math.isnan(c["median_rank_sd_over_seeds"]) else f" (seeds {c['median_rank_sd_over_seeds']:.3f})"))
+            few = "" if c is None or len(c["seeds"]) >= L2X_SEEDS else f" [{len(c['seeds'])} of {L2X_SEEDS} seeds]"
+            row.append("not run" if c is None else f"{c['median_rank_mean']:.3f} +- {c['median_rank_sd_over_points']:.3f}"
+                       + ("" if math.isnan(c["median_rank_sd_over_seeds"]) else f" (seeds {c['median_rank_sd_over_seeds']:.3f})")
+                       + few)
         lines.append(f"| {SELECTOR_LABELS[s]} | " + " | ".join(row) + " |")
     acc = ["", "Predictor accuracy on the test-time top-k mask (against the label's more likely class) / fraction of",
            "points whose top-k mask is exactly their relevant set:", "",
            "| selector | " + " | ".join(L2X_DATASETS) + " |", "|---|" + "---|" * len(L2X_DATASETS)]
     for s in SUBSET_SELECTORS:
-        acc.append(f"| {s} | " + " | ".join("-" if f"{d}/{s}" not in cells else
+        acc.append(f"| {s} | " + " | ".join("not run" if f"{d}/{s}" not in cells else
                                             f"{cells[f'{d}/{s}']['accuracy_topk_mask']:.3f} / {cells[f'{d}/{s}']['exact_set_fraction']:.3f}"
                                             for d in L2X_DATASETS) + " |")
     n_seeds = sorted({len(c["seeds"]) for c in cells.values()})
+    missing = [f"{d} / {s}" for d in L2X_DATASETS for s in SUBSET_SELECTORS if f"{d}/{s}" not in cells]
+    missing += [f"{c['dataset']} / {c['selector']} seeds {sorted(set(range(L2X_SEEDS)) - set(c['seeds']))}"
+                for c in cells.values() if len(c["seeds"]) < L2X_SEEDS]
+    not_run = [d for d in L2X_DATASETS if d not in best]
     text = "\n".join([
         "# L2X synthetic: median rank of the relevant features (lower is better)",
         "",
@@ -201,7 +222,9 @@ def render_l2x() -> dict[str, Any]:
         *acc,
         "",
         "Best selector per dataset: " + "; ".join(f"{d}: {b['selector']} {b['median_rank_mean']:.3f} (optimum {b['optimum']})"
-                                                  for d, b in best.items()) + ".",
+                                                  for d, b in best.items())
+        + "".join(f"; {d}: not run" for d in not_run) + ".",
+        *_missing_line(missing),
         "",
         "Setup (Chen et al. 2018): X ~ N(0, I_10), soft labels, 10^6 training points (seed 2s), 10^5 validation points",
         "(seed 2s + 1) for run seed s, one epoch, batch 1000, Adam 1e-3, tau 0.1 (SIMPLE has no temperature), explainer",
@@ -226,7 +249,7 @@ def render_l2x() -> dict[str, Any]:
     axes[0].legend(fontsize=7)
     (RESULTS / "l2x" / "figures").mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "l2x" / "figures" / "median_ranks.png", dpi=110)
-    out = {"cells": cells, "best": best, "optimum": L2X_OPTIMUM}
+    out = {"cells": cells, "best": best, "optimum": L2X_OPTIMUM, "missing": missing}
     (RESULTS / "l2x" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 
@@ -234,22 +257,23 @@ def render_l2x() -> dict[str, Any]:
 def render_select() -> dict[str, Any]:
     runs = _load("select")
     rows = []
-    for d in ("mnist", "fashion_mnist"):
-        for s in ("concrete", *SUBSET_SELECTORS):
-            rs = [r for r in runs if r["dataset"] == d and r["selector"] == s]
-            if not rs:
-                continue
-            et, et_sd = _mean_sd([r["test"]["extratrees_accuracy"] for r in rs])
-            rows.append({"dataset": d, "selector": s, "seeds": sorted(r["seed"] for r in rs),
-                         "extratrees_accuracy": et, "extratrees_sd": et_sd,
-                         "knn1_accuracy": statistics.fmean(r["test"]["knn1_accuracy"] for r in rs),
-                         "mse": statistics.fmean(r["test"]["mse"] for r in rs),
-                         "distinct_pixels": statistics.fmean(r["distinct_pixels"] for r in rs),
-                         "random_extratrees": statistics.fmean(r["random_pixels_baseline"]["extratrees_accuracy"] for r in rs),
-                         "random_knn1": statistics.fmean(r["random_pixels_baseline"]["knn1_accuracy"] for r in rs),
-                         "epochs": rs[0]["epochs"], "batch_size": rs[0]["config"]["batch_size"],
-                         "published": CAE_PUBLISHED[d] if s == "concrete" else None,
-                         "minutes_per_run": statistics.fmean(r["process_seconds"] for r in rs) / 60})
+    missing = []
+    for d, s in SELECT_PLAN:
+        rs = [r for r in runs if r["dataset"] == d and r["selector"] == s]
+        if not rs:
+            missing.append(f"{d} / {s}")
+            continue
+        et, et_sd = _mean_sd([r["test"]["extratrees_accuracy"] for r in rs])
+        rows.append({"dataset": d, "selector": s, "seeds": sorted(r["seed"] for r in rs),
+                     "extratrees_accuracy": et, "extratrees_sd": et_sd,
+                     "knn1_accuracy": statistics.fmean(r["test"]["knn1_accuracy"] for r in rs),
+                     "mse": statistics.fmean(r["test"]["mse"] for r in rs),
+                     "distinct_pixels": statistics.fmean(r["distinct_pixels"] for r in rs),
+                     "random_extratrees": statistics.fmean(r["random_pixels_baseline"]["extratrees_accuracy"] for r in rs),
+                     "random_knn1": statistics.fmean(r["random_pixels_baseline"]["knn1_accuracy"] for r in rs),
+                     "epochs": rs[0]["epochs"], "batch_size": rs[0]["config"]["batch_size"],
+                     "published": CAE_PUBLISHED[d] if s == "concrete" else None,
+                     "minutes_per_run": statistics.fmean(r["process_seconds"] for r in rs) / 60})
     lines = ["| dataset | selector | ExtraTrees acc. (ours) | published (Abid et al.) | 1-NN acc. | test MSE | distinct pixels |"
              " random 50 pixels: ExtraTrees / 1-NN | epochs x batch | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -270,10 +294,12 @@ def render_select() -> dict[str, Any]:
         "MSE; tau 10 -> 0.01 geometrically over the run; test-time selection: each Concrete row's argmax (k-subset",
         "selectors: the top-50 logits). ExtraTrees (50 trees) and 1-NN are fitted on the 4,000 and scored on the 6,000.",
         "The random-pixel columns use 50 uniformly random pixels, same classifiers.",
+        *_missing_line(missing),
+        "",
         f"Runs at commit(s) {_commits(runs)}; per-seed files in runs/. Regenerate: python benchmarks/select_tables.py run select",
     ]) + "\n"
     (RESULTS / "select" / "table.md").write_text(text)
-    out = {"rows": rows, "published": CAE_PUBLISHED}
+    out = {"rows": rows, "published": CAE_PUBLISHED, "missing": missing}
     (RESULTS / "select" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 
@@ -293,6 +319,10 @@ def render_glimpse() -> dict[str, Any]:
                      "centre_patches_evalx": r["evaluator_baselines"].get(str(r["k"]), {}).get("centre_patches"),
                      "minutes": r["process_seconds"] / 60})
     rows.sort(key=lambda r: (r["dataset"], r["k"], r["train_against"], -r["accuracy"]))
+    have = {(r["dataset"], r["selector"], r["k"]) for r in rows}
+    evaluators = {r["dataset"] for r in runs if r["selector"] == "evalx"}
+    missing = [f"{d} EVAL-X evaluator" for d in IMAGE_DATASETS if d not in evaluators]
+    missing += [f"{d} / {s} / k={k}" for d, s, k in GLIMPSE_PLAN if (d, s, k) not in have]
     baselines: dict[str, dict[str, dict[str, float]]] = {}
     for r in runs:
         if r["selector"] == "evalx":
@@ -318,6 +348,7 @@ def render_glimpse() -> dict[str, Any]:
         "",
         *lines,
         *base_lines,
+        *_missing_line(missing),
         "",
         "EVAL-X: one classifier per dataset trained on random masks (each patch kept with probability r ~ U(0, 1)) and",
         "then frozen; it scores every policy's test-time masks. 'Own classifier': trained jointly with the selector, so",
@@ -354,7 +385,7 @@ def render_glimpse() -> dict[str, Any]:
             ax.legend(fontsize=6)
         (RESULTS / "glimpse" / "figures").mkdir(parents=True, exist_ok=True)
         fig.savefig(RESULTS / "glimpse" / "figures" / "accuracy_vs_k.png", dpi=110)
-    out = {"rows": rows, "evaluator_baselines": baselines}
+    out = {"rows": rows, "evaluator_baselines": baselines, "missing": missing}
     (RESULTS / "glimpse" / "table.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 

@@ -178,3 +178,36 @@ def test_tour_headline_reads_committed_tables(tmp_path: Path) -> None:
     assert h is not None and h["figure"] == tmp_path / "glimpse" / "figures" / "mnist-st_topk-realx-k10-seed0.png"
     labels = " ".join(label + value for label, value in h["rows"])
     assert "1.500 (optimum 1.5)" in labels and "96.0%" in labels and "77.0%" in labels
+
+
+# --------------------------------------------------------------------------- committed tables
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tables_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("select_tables", REPO / "benchmarks" / "select_tables.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("app", ["l2x", "select", "glimpse"])
+def test_committed_table_is_rendered_from_the_committed_runs(app: str, tmp_path: Path) -> None:
+    # a hand-edited, stale or cherry-picked table.json differs from a fresh render of runs/*.json
+    committed = REPO / "results" / app
+    if not (committed / "table.json").exists():
+        pytest.skip(f"no committed results/{app}/table.json")
+    pytest.importorskip("matplotlib")
+    tables = _tables_module()
+    (tmp_path / app).mkdir()
+    for f in (committed / "runs").glob("*.json"):
+        (tmp_path / app / "runs").mkdir(exist_ok=True)
+        (tmp_path / app / "runs" / f.name).write_bytes(f.read_bytes())
+    tables.RESULTS = tmp_path
+    {"l2x": tables.render_l2x, "select": tables.render_select, "glimpse": tables.render_glimpse}[app]()
+    assert json.loads((tmp_path / app / "table.json").read_text()) == json.loads((committed / "table.json").read_text())
+    assert (tmp_path / app / "table.md").read_text() == (committed / "table.md").read_text()
