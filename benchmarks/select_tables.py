@@ -34,6 +34,9 @@ SELECTOR_LABELS = {"st_topk": "ST top-k (exact k-hot, relaxed top-k gradient)",
                    "simple": "SIMPLE (exact k-subset, marginals gradient)", "concrete": "concrete AE (k Concrete rows)",
                    "sequential": "sequential ST-GS choices", "random": "random patches (trained)",
                    "centre": "centre patches (trained)"}
+# distinct from the baselines' grey and orange in the glimpse figure
+SELECTOR_COLORS = {"st_topk": "#08519c", "simple": "#31a354", "relaxed_topk": "#756bb1", "l2x": "#e7298a",
+                   "sequential": "#8c6d31", "random": "#525252", "centre": "#a63603"}
 # Chen et al. 2018 (L2X), the synthetic experiments: a perfect explainer's median rank
 L2X_OPTIMUM = {"xor": 1.5, "orange": 2.5, "additive": 2.5, "switch": 3.0}
 # Abid et al. 2019: ExtraTrees accuracy on the 50 selected pixels
@@ -377,7 +380,7 @@ def render_glimpse() -> dict[str, Any]:
                     pts = sorted((r["k"], 100 * r["evalx_accuracy"]) for r in rows if r["dataset"] == d
                                  and r["selector"] == sel and r["train_against"] == against and r["evalx_accuracy"] is not None)
                     if pts:
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s",
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", color=SELECTOR_COLORS.get(sel),
                                 ls="-" if len(pts) > 1 else "none",
                                 label=f"{sel}" + (" (REAL-X)" if against == "evaluator" else " (own classifier)"))
             ax.set_xscale("log")
