@@ -148,7 +148,7 @@ class _Source(threading.local):
         self.bitgen = np.random.PCG64(0)
         self.gen = np.random.Generator(self.bitgen)
         self.buf = np.empty(BLOCK, dtype=np.float64)
-        self.buf32 = np.empty(BLOCK, dtype=np.float32)
+        self.buf2 = np.empty(BLOCK, dtype=np.float64)
 
     def seek(self, state: int, inc: int, offset: int) -> None:
         """Set the stream to ``(state, inc)`` advanced by ``offset`` draws (one per float64)."""
@@ -291,18 +291,6 @@ def _replay_log_e(stream: Stream, start: int, stop: int) -> np.ndarray:
     return np.log(w, out=w)
 
 
-def _add_noise(ob: np.ndarray, w: np.ndarray) -> None:
-    """``ob += G`` for ``w = log E = -G`` (float64): ``G`` is rounded once to ``ob``'s dtype and
-    then added, exactly as ``x + gumbel_noise(...)`` does, so both agree bit for bit."""
-    if ob.dtype == np.float64:
-        np.subtract(ob, w, out=ob)
-        return
-    assert _local is not None
-    g = _local.buf32[: w.size]  # this thread's float32 scratch
-    np.negative(w, out=g, casting="same_kind")
-    np.add(ob, g, out=ob)
-
-
 def _np_view(t: Tensor) -> np.ndarray:
     return t.detach().view(-1).numpy()
 
@@ -387,7 +375,7 @@ def perturb_into(
       ``ok`` also says every slice has ``k`` finite values).
     * Otherwise, indices only: a running float64 argmax of ``l + G`` down each slab.
     * Otherwise, values: ``z = (l - max l) + G`` with the slice maxima of a first pass over the
-      logits, ``G`` rounded to the output dtype as :func:`gumbel_into` rounds it.
+      logits, computed in float64 and rounded once.
 
     ``G`` is the noise :func:`gumbel_into` draws from the same stream; the results equal those
     of ``(logits - max) + gumbel_noise(...)`` up to the last bit of the rounding.
@@ -466,11 +454,13 @@ def perturb_into(
 
     def body(w: np.ndarray, start: int, stop: int) -> None:
         exponential_block(w)
-        np.log(w, out=w)
+        np.log(w, out=w)  # log E = -G, float64
+        assert _local is not None
+        t = _local.buf2[: stop - start]  # this thread's second float64 scratch: l - max
         with np.errstate(invalid="ignore", over="ignore"):  # invalid slices are reported
             for a, b in _segments(start, stop, s, inner):
-                _shift_segment(o, lg, mflat, a, b, k, inner)
-        _add_noise(o[start:stop], w)
+                _shift_segment(t, lg, mflat, a, b, k, inner, base=start)
+            np.subtract(t, w, out=o[start:stop], casting="same_kind")  # (l - m) + G, rounded once
 
     _run_blocks(o.size, stream, body, unit=1)
     return PerturbResult(ok, None, False)
@@ -543,20 +533,20 @@ def _segments(start: int, stop: int, s: int, inner: int) -> list[tuple[int, int]
 
 
 def _shift_segment(
-    o: np.ndarray, lg: np.ndarray, m: np.ndarray, a: int, b: int, k: int, inner: int
+    o: np.ndarray, lg: np.ndarray, m: np.ndarray, a: int, b: int, k: int, inner: int, base: int = 0
 ) -> None:
-    """``o[a:b] = lg[a:b] - max`` for one piece from :func:`_segments` (``m`` is (outer, inner))."""
+    """``o[a - base:b - base] = lg[a:b] - max`` for one piece from :func:`_segments` (``m`` is
+    (outer, inner))."""
     s = k * inner
+    dst = o[a - base : b - base]
     if a % s == 0 and (b - a) % s == 0:
         o0, o1 = a // s, b // s
-        np.subtract(
-            lg[a:b].reshape(o1 - o0, k, inner), m[o0:o1, None, :], out=o[a:b].reshape(o1 - o0, k, inner)
-        )
+        np.subtract(lg[a:b].reshape(o1 - o0, k, inner), m[o0:o1, None, :], out=dst.reshape(o1 - o0, k, inner))
     elif a % inner == 0 and (b - a) % inner == 0:
-        np.subtract(lg[a:b].reshape(-1, inner), m[a // s][None, :], out=o[a:b].reshape(-1, inner))
+        np.subtract(lg[a:b].reshape(-1, inner), m[a // s][None, :], out=dst.reshape(-1, inner))
     else:
         c0 = a % inner
-        np.subtract(lg[a:b], m[a // s, c0 : c0 + (b - a)], out=o[a:b])
+        np.subtract(lg[a:b], m[a // s, c0 : c0 + (b - a)], out=dst)
 
 
 def slice_max(x: Tensor, dim: int) -> np.ndarray:

@@ -25,6 +25,7 @@ APP_SMOKE_TESTS = {
     "l2x": "test_select.py:test_l2x_cli_smoke",
     "select": "test_select.py:test_select_cli_smoke",
     "glimpse": "test_select.py:test_glimpse_cli_smoke_with_evaluator",
+    "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
 }
 TESTS = Path(__file__).parent
 

@@ -19,6 +19,8 @@ APPS: dict[str, tuple[str, str]] = {
     "select": ("gumbelkit.apps.select.concrete:main", "concrete autoencoder: choose 50 pixels of MNIST / Fashion-MNIST (Abid et al. 2019)"),
     "glimpse": ("gumbelkit.apps.select.glimpse:main", "hard attention: classify an image from k of its 49 patches"),
     "l2x": ("gumbelkit.apps.select.l2x:main", "instance-wise feature selection on L2X's synthetic data (Chen et al. 2018)"),
+    "textgan": ("gumbelkit.apps.textgan.train:main",
+                "Gumbel-Softmax text GAN on SeqGAN's oracle or Jane Austen (RelGAN-style)"),
 }
 
 

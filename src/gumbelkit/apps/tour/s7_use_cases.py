@@ -18,6 +18,10 @@ from gumbelkit.apps.tour._report import FigureRef, Section, TourContext, fmt
 
 # Jang et al. 2017, Table 1, VAE (Cat.), Gumbel-Softmax: test -ELBO after full training
 REFERENCE_JANG_GS_NEG_ELBO = 101.5
+# SeqGAN (Yu et al. 2017), Table 1: NLL_oracle of MLE and of SeqGAN on the synthetic oracle
+REFERENCE_SEQGAN_MLE, REFERENCE_SEQGAN = 9.038, 8.736
+# Committed application results (read, never retrained by the tour), in a source checkout.
+RESULTS_DIR = Path(__file__).resolve().parents[4] / "results"
 
 TITLE = "Use cases"
 
@@ -128,6 +132,48 @@ def _selection_results(ctx: TourContext) -> dict[str, Any] | None:
     return {"rows": rows, "figure": ref, "numbers": h["numbers"]}
 
 
+def textgan_committed(ctx: TourContext, results_dir: Path | None = None) -> tuple[dict[str, Any], FigureRef | None]:
+    """The text GAN's committed oracle results (``results/textgan/``): headline numbers and the
+    quality-diversity figure, copied into the report. Nothing is trained."""
+    results_root = results_dir or RESULTS_DIR
+    base = results_root / "textgan"
+    try:
+        from gumbelkit.apps.textgan.report import load_runs, position, verdict
+    except ImportError:
+        return {"available": False, "why": "the textgan application is not installed"}, None
+    # the full-protocol results if committed, else the reduced-budget pilot
+    oracle, root = None, base
+    for root in (base, base / "pilot"):
+        oracle = load_runs(root).get("oracle") if root.is_dir() else None
+        if oracle and oracle["mle"] is not None and oracle["gan"]:
+            break
+    if not oracle or oracle["mle"] is None or not oracle["gan"]:
+        return {"available": False, "why": f"no committed oracle results under {base}"}, None
+    figure = root / "figures" / "oracle_quality_diversity.png"
+    source = root.relative_to(results_root.parent).as_posix()
+    mle = oracle["mle"]
+    gans = [{"run": f"{g['estimator']}, beta_max={g['beta_max']:g}", "steps": g["steps"],
+             "nll_oracle": g["final"]["nll_oracle"], "nll_gen": g["final"]["nll_gen"],
+             "frontier": position(mle, g)["status"]}
+            for g in oracle["gan"]]
+    info: dict[str, Any] = {
+        "available": True, "source": f"{source} (committed; not rerun by the tour)",
+        "mle": {"epochs": mle["epochs"], "nll_oracle": mle["final"]["nll_oracle"], "nll_gen": mle["final"]["nll_gen"]},
+        "gan": gans, "best_gan": min(gans, key=lambda g: g["nll_oracle"]), "verdict": verdict(oracle),
+    }
+    ref = None
+    if figure.is_file():
+        ctx.fig_dir.mkdir(parents=True, exist_ok=True)
+        name = "s7_textgan_quality_diversity"
+        shutil.copyfile(figure, ctx.fig_dir / f"{name}.png")
+        ref = FigureRef(name, f"figures/{name}.png", (
+            f"Text GAN on SeqGAN's oracle ({source}, committed, not rerun; MLE {mle['epochs']:.0f} epochs, "
+            f"GAN runs of {', '.join(sorted({str(g['steps']) for g in gans}))} steps): the MLE generator sampled "
+            "at temperatures 0.5 to 1.2 (the frontier) and each Gumbel-Softmax GAN run as a point; lower "
+            f"is better on both axes. {info['verdict']}"))
+    return info, ref
+
+
 def _has_vae_numbers(r: dict[str, Any]) -> bool:
     test = r.get("test", {})
     return all(k in r for k in ("steps", "estimator")) and all(
@@ -167,6 +213,24 @@ def run(ctx: TourContext) -> Section:
     for uc in USE_CASES:
         app = apps[uc.key]
         if app is None:
+            continue
+        if uc.key == "textgan":
+            info, ref = textgan_committed(ctx)
+            runs[uc.key] = info
+            if info["available"]:
+                best, m = info["best_gan"], info["mle"]
+                table += [
+                    (f"Text GAN, SeqGAN oracle: MLE ({m['epochs']:.0f} epochs) NLL_oracle / NLL_gen",
+                     f"{fmt(m['nll_oracle'])} / {fmt(m['nll_gen'])} nats"),
+                    (f"Text GAN: best GAN run ({best['run']}, {best['steps']} steps) NLL_oracle / NLL_gen",
+                     f"{fmt(best['nll_oracle'])} / {fmt(best['nll_gen'])} nats"),
+                    ("reference (not from this run): SeqGAN paper NLL_oracle, MLE / SeqGAN",
+                     f"{REFERENCE_SEQGAN_MLE} / {REFERENCE_SEQGAN}"),
+                    ("Text GAN: GAN runs beyond the MLE temperature frontier",
+                     ", ".join(g["run"] for g in info["gan"] if g["frontier"] == "beyond") or "none"),
+                ]
+            if ref is not None:
+                figures.append(ref)
             continue
         info, ref = _run_quick_app(ctx, app)
         runs[uc.key] = info
@@ -209,13 +273,17 @@ def run(ctx: TourContext) -> Section:
                 how += f" The tour's quick run of it failed ({html.escape(runs[uc.key]['why'])})."
             if runs.get(uc.key, {}).get("ran"):
                 how += " The tour ran its quick mode; the figure is below."
+            if runs.get(uc.key, {}).get("available"):
+                how += (f" Its committed results ({html.escape(runs[uc.key]['source'])}) are in the table below. "
+                        + html.escape(runs[uc.key]["verdict"]))
         paragraphs.append(f"<b>{uc.title}.</b> {uc.paragraph} {how}")
     numbers = {
         "applications": {uc.key: {"available": apps[uc.key] is not None,
                                   "command": None if apps[uc.key] is None else f"gumbelkit train {apps[uc.key]}"}
                          for uc in USE_CASES},
         "runs": runs,
-        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO},
+        "reference": {"jang_2017_vae_cat_gumbel_softmax_neg_elbo": REFERENCE_JANG_GS_NEG_ELBO,
+                      "seqgan_2017_nll_oracle_mle": REFERENCE_SEQGAN_MLE, "seqgan_2017_nll_oracle_seqgan": REFERENCE_SEQGAN},
         "selection_results": None if selection is None else selection["numbers"],
     }
     table = [(uc.title, (f"available: gumbelkit train {apps[uc.key]}" if apps[uc.key] else "not available yet"))

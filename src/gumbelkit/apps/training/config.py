@@ -36,6 +36,7 @@ class TrainConfig:
     max_steps: int = field(default=0, metadata=_help("stop after this many optimizer steps (0: epochs decide)"))
     batch_size: int = field(default=100, metadata=_help("global batch size (split across distributed ranks)"))
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
+    grad_clip: float = field(default=0.0, metadata=_help("clip the optimizer's gradients to this global norm (0: no clipping)"))
     checkpoint_every: int = field(default=1000, metadata=_help("steps between checkpoints (the last step always saves)"))
     log_every: int = field(default=100, metadata=_help("steps between metric lines in metrics.jsonl"))
     eval_every: int = field(default=0, metadata=_help("steps between validation runs (0: only at the end)"))
@@ -55,6 +56,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
         if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
 

@@ -164,6 +164,14 @@ class Task:
         """Adam at ``config.lr`` by default."""
         return torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
+    def state_dict(self) -> dict[str, Any]:
+        """State beyond the model and its optimizer that a checkpoint must hold (e.g. a GAN's
+        discriminator and its optimizer, stepped inside :meth:`training_step`). Empty by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (called on ``--resume``)."""
+
     def evaluate(self, split: str, generator: torch.Generator) -> dict[str, float]:
         """Metrics on ``split`` (``"valid"``); run on rank 0 only. Empty by default."""
         return {}
@@ -265,6 +273,7 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
         _check_resume_config(payload["config"], config)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
+        task.load_state_dict(payload.get("task", {}))
         restore_rng_state(payload["rng"], generators)
         step = resumed_from = int(payload["step"])
     elif config.resume and info.is_main:
@@ -282,6 +291,7 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
                 "step": step,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "task": task.state_dict(),
                 "rng": capture_rng_state(generators),
                 "config": dataclasses.asdict(config),
             })
@@ -313,6 +323,10 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             average_gradients(params, info)
+            if config.grad_clip:
+                # the optimizer's own parameters: a GAN's generator loss also reaches the discriminator
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group["params"]], config.grad_clip)
             optimizer.step()
             step += 1
             progress.update(loss_value, tau)
