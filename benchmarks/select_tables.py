@@ -3,7 +3,8 @@
 ``run`` trains a grid through each application's own command (one process, sequentially,
 resumable: a configuration whose ``results/<app>/runs/<name>.json`` exists is skipped), and
 copies every run's ``results.json`` there; ``render`` rebuilds ``results/<app>/table.md`` and
-``table.json`` (and the figures) from those files only.
+``table.json`` (and the figures) from those files only, and ``showcase.json`` (the tour's headline,
+``python -m gumbelkit.apps.select.showcase``).
 
     python benchmarks/select_tables.py run l2x --datasets xor orange --seeds 0 1 2 3 4
     python benchmarks/select_tables.py run select --datasets mnist fashion_mnist
@@ -425,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             collect_figures(app)
             {"l2x": render_l2x, "select": render_select, "glimpse": render_glimpse}[app]()
             print(f"wrote results/{app}/table.md")
+            from gumbelkit.apps.select.showcase import write
+
+            if write(app, RESULTS) is not None:
+                print(f"wrote results/{app}/showcase.json (the tour's headline)")
     return 0
 
 

@@ -211,3 +211,36 @@ def test_committed_table_is_rendered_from_the_committed_runs(app: str, tmp_path:
     {"l2x": tables.render_l2x, "select": tables.render_select, "glimpse": tables.render_glimpse}[app]()
     assert json.loads((tmp_path / app / "table.json").read_text()) == json.loads((committed / "table.json").read_text())
     assert (tmp_path / app / "table.md").read_text() == (committed / "table.md").read_text()
+
+
+@pytest.mark.parametrize("app", ["l2x", "select", "glimpse"])
+def test_committed_showcase_is_built_from_the_committed_table(app: str) -> None:
+    from gumbelkit.apps.select.showcase import build
+
+    path = REPO / "results" / app / "showcase.json"
+    if not path.exists():
+        pytest.skip(f"no committed results/{app}/showcase.json")
+    sc = json.loads(path.read_text())
+    assert build(app, REPO / "results") == sc
+    assert sc["headline"] and all(isinstance(r["ours"], float) for r in sc["headline"])
+    assert (path.parent / sc["figure"]["png"]).is_file()  # the tour copies this figure
+
+
+def test_showcase_picks_the_best_k10_glimpse_policy_and_its_figure(tmp_path: Path) -> None:
+    from gumbelkit.apps.select.showcase import build, main
+
+    assert build("glimpse", tmp_path) is None  # nothing committed: nothing shown, nothing trained
+    with pytest.raises(ValueError, match="app must be one of"):
+        build("vae", tmp_path)
+    base = {"dataset": "mnist", "k": 10, "seed": 0, "train_against": "evaluator", "epochs": 3,
+            "random_patches_evalx": 0.77, "centre_patches_evalx": 0.95}
+    rows = [{**base, "selector": "st_topk", "evalx_accuracy": 0.96}, {**base, "selector": "simple", "evalx_accuracy": 0.94},
+            {**base, "selector": "st_topk", "k": 5, "evalx_accuracy": 0.99}]
+    (tmp_path / "glimpse").mkdir()
+    (tmp_path / "glimpse" / "table.json").write_text(json.dumps({"rows": rows, "missing": ["mnist / l2x / k=10"]}))
+    sc = build("glimpse", tmp_path)
+    assert sc is not None and sc["figure"]["png"] == "figures/mnist-st_topk-realx-k10-seed0.png"
+    assert [r["ours"] for r in sc["headline"]] == [96.0, 77.0, 95.0]  # best k = 10 policy, random, centre
+    assert sc["missing"] == ["mnist / l2x / k=10"]
+    assert main(["--results", str(tmp_path), "glimpse"]) == 0
+    assert json.loads((tmp_path / "glimpse" / "showcase.json").read_text())["headline"] == sc["headline"]
