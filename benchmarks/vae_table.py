@@ -1,222 +1,461 @@
-"""The categorical-VAE estimator comparison: Jang et al.'s 20 x 10 model, one budget, one seed.
+"""The categorical-VAE estimator table: every estimator, several seeds, one protocol.
 
-Trains the VAE with each estimator under the same settings (``run``), then renders the measured
-numbers from the results JSON next to Jang et al.'s Table 1 "VAE (Cat.)" row (``render``).
+    python benchmarks/vae_table.py run --seeds 0 1 2 --epochs 100      # the 20 x 10 grid (resumable)
+    python benchmarks/vae_table.py run --setup small --epochs 10        # 4 x 8: adds IndeCateR, REINFORCE
+    python benchmarks/vae_table.py render                               # tables from the results JSON
+    python benchmarks/vae_table.py anneal --epochs 20                   # fixed tau vs annealed (GS, ST-GS)
+    python benchmarks/vae_table.py st-bias --run-dir runs/vae-table/main/st/seed0   # ST's bias vs tau
+    python benchmarks/vae_table.py collect --name st_study runs/stinv/*            # keep a study's runs
 
-    python benchmarks/vae_table.py run --epochs 25             # sequential; resumable
-    python benchmarks/vae_table.py extend --estimators gs --epochs 100   # continue one run longer
-    python benchmarks/vae_table.py render                      # results/vae/table.md + table.json
-
-``run`` writes each estimator's run to ``runs/vae-table/<estimator>/`` (checkpoints stay there)
-and copies its ``results.json`` to ``results/vae/runs/<estimator>.json``; the figures of the best
-run go to ``results/vae/figures/``.
+``run`` trains each (variant, seed) in ``<runs>/<setup>/<variant>/seed<k>/`` with ``--resume`` and
+copies its ``results.json`` (which records the git commit and the equivalent ``gumbelkit train
+vae`` command) to ``results/vae/<setup>/runs/<variant>_seed<k>.json``. ``render`` writes
+``results/vae/<setup>/table.{md,json}`` (mean +- sd over seeds) and puts the main table into
+``docs/vae.md`` between its markers. Variants are estimators with their table settings
+(``VARIANTS``); each is a ``gumbelkit train vae`` command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import shutil
+import math
+import re
+import shlex
+import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results" / "vae"
-ESTIMATORS = ("gs", "st_gs", "st", "gumbel_rao", "gst", "reinmax")
-# ReinMax needs tau >= 1; Liu et al. use a constant 1.3 for their 10 x 30 VAE. We use it for 20 x 10.
+
+#: Jang et al. 2017, Table 1, VAE (Cat.) row (their evaluation: a multi-sample bound, m = 1000)
+JANG_CAT = {"st": 110.9, "st_annealed": 107.8, "gs": 101.5, "st_gs": 107.8}
+#: ReinMax needs tau >= 1; Liu et al. use a constant 1.3 for their 10 x 30 VAE
 REINMAX_TAU = 1.3
-# Jang et al. 2017, Table 1, VAE (Cat.), test -ELBO in nats (fixed binarization, 100 epochs... see
-# ../shared/REFERENCES.md); only the columns that are estimators we run.
-JANG_CAT = {"st": 110.9, "gs": 101.5, "st_gs": 107.8}
-LABELS = {"gs": "Gumbel-Softmax (GS)", "st_gs": "ST Gumbel-Softmax", "st": "Straight-through (ST)",
-          "gumbel_rao": "Gumbel-Rao (K=10)", "gst": "GST-1.0", "reinmax": f"ReinMax (tau={REINMAX_TAU})"}
+#: Decoupled ST's backward temperature for the table (tau_forward = 1: samples from q(z|x)):
+#: the tau_b of the smallest encoder-gradient error against the true gradient on two trained
+#: checkpoints (squared relative bias ~0.0-0.02 at 0.7 against 0.14 at 0.5 and 0.16-0.20 at 1;
+#: results/vae/st_bias_*.json); the short runs of `--setup sweep` check it in training
+DECOUPLED_TAU_B = 0.7
+
+# variant -> (label, gumbelkit train vae options)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "gs": ("Gumbel-Softmax (GS)", ["--estimator", "gs"]),
+    "st_gs": ("ST Gumbel-Softmax", ["--estimator", "st_gs"]),
+    "st": ("Straight-through (ST), tau = 1", ["--estimator", "st", "--schedule", "constant", "--tau0", "1.0"]),
+    "st_annealed": ("ST, tau annealed (Jang's 'Annealed ST')", ["--estimator", "st"]),
+    "gumbel_rao": ("Gumbel-Rao (K = 10)", ["--estimator", "gumbel_rao", "--gumbel-rao-k", "10"]),
+    "gst": ("GST-1.0", ["--estimator", "gst"]),
+    "reinmax": (f"ReinMax (tau = {REINMAX_TAU})", ["--estimator", "reinmax", "--schedule", "constant",
+                                                    "--tau0", str(REINMAX_TAU)]),
+    "decoupled_st": (f"Decoupled ST (tau_f = 1, tau_b = {DECOUPLED_TAU_B})",
+                     ["--estimator", "decoupled_st", "--schedule", "constant", "--tau0", str(DECOUPLED_TAU_B),
+                      "--tau-forward", "1.0"]),
+    "indecater": ("IndeCateR (1 sample, L x C decoder passes)", ["--estimator", "indecater"]),
+    "reinforce": ("REINFORCE-LOO (4 samples)", ["--estimator", "reinforce", "--n-samples", "4"]),
+}
+for _tb in (0.5, 0.7, 1.0, 2.0):
+    VARIANTS[f"decoupled_st_tb{_tb:g}"] = (f"Decoupled ST (tau_f = 1, tau_b = {_tb:g})",
+                                           ["--estimator", "decoupled_st", "--schedule", "constant", "--tau0",
+                                            str(_tb), "--tau-forward", "1.0"])
+
+# setup -> (model options, default variants, description)
+SETUPS: dict[str, tuple[list[str], list[str], str]] = {
+    "main": ([], ["gs", "st_gs", "st", "gumbel_rao", "reinmax", "decoupled_st"],
+             "Jang et al.'s 20 x 10 categorical VAE"),
+    "small": (["--latent-vars", "4", "--categories", "8"],
+              ["gs", "st_gs", "st", "gumbel_rao", "reinmax", "decoupled_st", "indecater", "reinforce"],
+              "4 latents x 8 classes (Liu et al.'s '8 x 4', 4096 configurations)"),
+    "sweep": ([], [f"decoupled_st_tb{t:g}" for t in (0.5, 0.7, 1.0, 2.0)],
+              "Decoupled ST's backward temperature, short runs"),
+}
+
+DOCS_START, DOCS_END = "<!-- vae-table:start -->", "<!-- vae-table:end -->"
+HEAD_START, HEAD_END = "<!-- vae-headline:start -->", "<!-- vae-headline:end -->"
 
 
-def estimator_argv(estimator: str, args: argparse.Namespace) -> list[str]:
-    argv = ["--estimator", estimator, "--out-dir", str(Path(args.runs) / estimator), "--epochs", str(args.epochs),
-            "--seed", str(args.seed), "--threads", str(args.threads), "--no-progress", "--resume",
-            "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples),
-            "--checkpoint-every", "2500"]
-    if estimator == "reinmax":
-        argv += ["--schedule", "constant", "--tau0", str(REINMAX_TAU)]
-    if estimator == "gumbel_rao":
-        argv += ["--gumbel-rao-k", "10"]
-    return argv
+def _between(path: Path, start: str, end: str, text: str) -> bool:
+    """Replace what lies between the markers ``start`` and ``end`` in ``path`` (False if absent)."""
+    old = path.read_text() if path.exists() else ""
+    if start not in old or end not in old:
+        return False
+    head, rest = old.split(start, 1)
+    path.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+    return True
+
+
+def headline(table: dict[str, Any]) -> str:
+    """The README's rows: the best estimator, GS and ST, next to Jang et al."""
+    rows = {r["variant"]: r for r in table["rows"]}
+    best = table["rows"][0]
+    pick = [best] + [rows[v] for v in ("gs", "st") if v in rows and v != best["variant"]]
+    lines = ["| estimator (20 x 10, 100 epochs) | seeds | test -ELBO | test -log p(x) bound, m = 100 | Jang et al. Table 1 |",
+             "|---|---|---|---|---|"]
+    for r in pick:
+        jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
+        lines.append(f"| {r['label']} | {len(r['seeds'])} | {_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} | {jang} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_argv(setup: str, variant: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """The ``gumbelkit train vae`` options of one table run."""
+    out = Path(args.runs) / setup / variant / f"seed{seed}"
+    argv = [*SETUPS[setup][0], *VARIANTS[variant][1], "--out-dir", str(out), "--epochs", str(args.epochs),
+            "--seed", str(seed), "--threads", str(args.threads), "--no-progress", "--resume",
+            "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples), "--checkpoint-every", "2500"]
+    return argv + shlex.split(args.extra)
+
+
+def _results_dir(args: argparse.Namespace, setup: str) -> Path:
+    return Path(args.results) / setup
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gumbelkit.apps.vae.train import main as vae_main
 
-    (RESULTS / "runs").mkdir(parents=True, exist_ok=True)
+    dest = _results_dir(args, args.setup) / "runs"
+    dest.mkdir(parents=True, exist_ok=True)
     failed = []
-    for est in args.estimators:
-        print(f"== {est}", flush=True)
-        code = vae_main(estimator_argv(est, args))
-        src = Path(args.runs) / est / "results.json"
-        if code != 0 or not src.exists():
-            failed.append(est)
-            continue
-        shutil.copyfile(src, RESULTS / "runs" / f"{est}.json")
+    for seed in args.seeds:
+        for variant in args.variants or SETUPS[args.setup][1]:
+            argv = run_argv(args.setup, variant, seed, args)
+            print(f"== {args.setup} {variant} seed {seed}: gumbelkit train vae {shlex.join(argv)}", flush=True)
+            code = vae_main(argv)
+            src = Path(argv[argv.index("--out-dir") + 1]) / "results.json"
+            if code != 0 or not src.exists():
+                failed.append(f"{variant}/seed{seed}")
+                continue
+            payload = json.loads(src.read_text())
+            payload["variant"] = variant
+            payload["table_command"] = "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])
+            (dest / f"{variant}_seed{seed}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    if failed:
+        print("failed: " + ", ".join(failed), file=sys.stderr)
     return 1 if failed else 0
 
 
-def cmd_extend(args: argparse.Namespace) -> int:
-    """Continue finished table runs (a copy of their checkpoint) to more epochs, in runs/vae-long."""
-    from gumbelkit.apps.vae.train import main as vae_main
-
-    (RESULTS / "long").mkdir(parents=True, exist_ok=True)
-    failed = []
-    for est in args.estimators:
-        src_dir, dst_dir = Path(args.runs) / est, Path(args.long_runs) / est
-        if not dst_dir.exists():
-            shutil.copytree(src_dir, dst_dir)
-        argv = estimator_argv(est, args)
-        argv[argv.index("--out-dir") + 1] = str(dst_dir)
-        code = vae_main(argv)
-        if code != 0:
-            failed.append(est)
-            continue
-        shutil.copyfile(dst_dir / "results.json", RESULTS / "long" / f"{est}.json")
-    return 1 if failed else 0
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else float("nan"),
+            "n": len(values), "values": values}
 
 
-def _load(sub: str = "runs") -> dict[str, dict]:
-    out = {}
-    for est in ESTIMATORS:
-        p = RESULTS / sub / f"{est}.json"
-        if p.exists():
-            out[est] = json.loads(p.read_text())
+def _pm(s: dict[str, Any], digits: int = 2) -> str:
+    return f"{s['mean']:.{digits}f} +- {s['sd']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+
+
+def collect(results: Path) -> dict[str, list[dict[str, Any]]]:
+    """``variant -> [results of each seed]`` from ``results/<setup>/runs/*.json``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in sorted((results / "runs").glob("*_seed*.json")):
+        r = json.loads(p.read_text())
+        variant = r.get("variant") or re.sub(r"_seed\d+$", "", p.stem)
+        out.setdefault(variant, []).append(r)
     return out
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    runs = _load()
+def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None:
+    runs = collect(results)
     if not runs:
-        print("no results in results/vae/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
-        return 1
-    for stale in (RESULTS / "figures").glob("*.png"):  # a previous render's best may have changed
-        stale.unlink()
-    ranked = sorted(runs, key=lambda e: runs[e]["test"]["neg_elbo"])
-    best = ranked[0]
-    any_run = runs[best]
-    m = any_run["test"]["iw_samples"]
+        return None
     rows = []
-    for est in ranked:
-        r = runs[est]
+    for variant, rs in runs.items():
+        rs = sorted(rs, key=lambda r: r["config"]["seed"])
         rows.append({
-            "estimator": est,
-            "label": LABELS.get(est, est),
-            "test_neg_elbo": r["test"]["neg_elbo"],
-            "test_iw_nll": r["test"]["iw_nll"],
-            "valid_neg_elbo": r["valid"]["neg_elbo"],
-            "test_kl": r["test"]["kl"],
-            "epochs": r["epochs"],
-            "steps": r["steps"],
-            "final_tau": r["final_tau"],
-            "process_minutes": r["process_seconds"] / 60,
-            "jang_neg_elbo": JANG_CAT.get(est),
+            "variant": variant,
+            "label": VARIANTS.get(variant, (variant, []))[0],
+            "estimator": rs[0]["estimator"],
+            "seeds": [r["config"]["seed"] for r in rs],
+            "epochs": sorted({round(r["epochs"], 2) for r in rs}),
+            "test_neg_elbo": _stats([r["test"]["neg_elbo"] for r in rs]),
+            "test_iw_nll": _stats([r["test"]["iw_nll"] for r in rs]),
+            "valid_neg_elbo": _stats([r["valid"]["neg_elbo"] for r in rs]),
+            "test_kl": _stats([r["test"]["kl"] for r in rs]),
+            "iw_samples": rs[0]["test"]["iw_samples"],
+            "rescore": _stats([r["rescore"][k]["value"] for r in rs]) if (k := next(iter(rs[0].get("rescore", {})), None))
+            and all(k in r.get("rescore", {}) for r in rs) else None,
+            "rescore_key": next(iter(rs[0].get("rescore", {})), None),
+            "final_tau": rs[0]["final_tau"],
+            "cpu_minutes": _stats([r["process_seconds"] / 60 for r in rs]),
+            "commits": sorted({(r.get("provenance") or {}).get("git", {}).get("commit") or "unrecorded" for r in rs}),
+            "dirty": any((r.get("provenance") or {}).get("git", {}).get("dirty") for r in rs),
+            "commands": [(r.get("provenance") or {}).get("command", "unrecorded") for r in rs],
+            "jang": JANG_CAT.get(variant),
         })
-    table = {"rows": rows, "best": best, "iw_samples": m, "seed": any_run["config"]["seed"],
-             "binarization": any_run["binarization"], "jang_table1_vae_cat": JANG_CAT,
-             "target_neg_elbo": 105.0, "target_met": runs[best]["test"]["neg_elbo"] <= 105.0}
-    (RESULTS / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+    rows.sort(key=lambda r: r["test_neg_elbo"]["mean"])
+    m = rows[0]["iw_samples"]
+    rkey = rows[0]["rescore_key"] if all(r["rescore"] is not None for r in rows) else None
+    extra = ""
+    if rkey:
+        mm, nn = re.match(r"iw_nll_m(\d+)_first(\d+)", rkey).groups()  # type: ignore[union-attr]
+        extra = f" bound, m = {mm}, first {nn} test images |"
+    lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) | test -log p(x) bound, m = {m} |{extra} valid -ELBO | test KL "
+             "| Jang et al. Table 1 |",
+             "|---|---|---|---|---|" + ("---|" if rkey else "") + "---|---|---|"]
+    for r in rows:
+        jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
+        rs_cell = f" {_pm(r['rescore'])} |" if rkey else ""
+        lines.append(f"| {r['label']} | {len(r['seeds'])} | {'/'.join(f'{e:g}' for e in r['epochs'])} | "
+                     f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
+                     f"{_pm(r['test_kl'])} | {jang} |")
+    commits = sorted({c for r in rows for c in r["commits"]})
+    table = {"setup": setup, "description": SETUPS.get(setup, ([], [], setup))[2], "rows": rows,
+             "commits": commits, "render_command": "python benchmarks/vae_table.py render"}
+    md = "\n".join(lines) + "\n"
+    (results / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+    (results / "table.md").write_text(md + f"\nRuns at commit(s): {', '.join(c[:10] for c in commits)}; each run's "
+                                      "command is in its JSON under results/vae/" + setup + "/runs/.\n")
+    return md, table
 
-    epochs = sorted({round(r["epochs"], 2) for r in runs.values()})
-    lines = [
-        f"| estimator | test -ELBO (ours) | test -log p(x) bound, m={m} (ours) | valid -ELBO (ours) | test KL | epochs "
-        "| final tau | wall minutes (1 thread; shared machine, load varied) | Jang et al. Table 1, VAE (Cat.) -ELBO |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        jang = f"{row['jang_neg_elbo']:.1f}" if row["jang_neg_elbo"] is not None else "-"
-        lines.append(
-            f"| {row['label']} | {row['test_neg_elbo']:.2f} | {row['test_iw_nll']:.2f} | {row['valid_neg_elbo']:.2f} | "
-            f"{row['test_kl']:.2f} | {row['epochs']:g} | {row['final_tau']:.3f} | {row['process_minutes']:.1f} | {jang} |"
-        )
-    cfg = any_run["config"]
-    notes = [
-        "",
-        f"Ordering by our test -ELBO (lower is better): {' < '.join(ranked)}. Best: {best} at "
-        f"{runs[best]['test']['neg_elbo']:.2f} nats (target <= 105: {'met' if table['target_met'] else 'NOT met'}). "
-        "One seed per estimator: differences under about 1 nat are within seed-to-seed noise.",
-        "",
-        "Setup and differences from Jang et al. (2017), Table 1:",
-        f"- Model: {cfg['latent_vars']} x {cfg['categories']} categorical latents, encoder 784-512-256-(LxC), mirrored decoder, "
-        f"Bernoulli likelihood, analytic KL to the uniform prior; Adam lr {cfg['lr']} (constant; the notebook decays it), "
-        f"batch {cfg['batch_size']}, seed {cfg['seed']} for every estimator (one seed: no error bars).",
-        f"- Budget: {', '.join(f'{e:g}' for e in epochs)} epochs of the 50k training split for every estimator "
-        "(Jang et al.: 100 epochs); 2 shared CPU cores did not allow more. The longer-budget rows continue runs from "
-        "their last checkpoint (exact resumption, so the same as training that long from the start).",
-        f"- tau: Jang's exponential schedule max(0.5, exp(-3e-5 * 1000 floor(t/1000))) for every estimator except ReinMax, "
-        f"which needs tau >= 1 and uses a constant {REINMAX_TAU} (Liu et al.'s 10x30 setting; not tuned for 20x10).",
-        f"- Binarization: {any_run['binarization']}, sampled once from seed 0 (the same binary data for every run); "
-        "this is not the Larochelle-Murray binarized-MNIST file Jang et al. used, so absolute numbers shift by a few nats.",
-        "- Test -ELBO: one exact one-hot z ~ q(z|x) per test image (10,000 images), as in Jang et al. The bound on "
-        f"-log p(x) uses m = {m} importance samples per image.",
-        "- GST is Fan et al.'s GST-1.0 (gap 1.0); Gumbel-Rao uses K = 10 conditional Gumbel samples.",
-        "- Produced by `python benchmarks/vae_table.py run --epochs 25`, `python benchmarks/vae_table.py extend "
-        "--epochs 50 --estimators gs st_gs st gumbel_rao gst reinmax` and `python benchmarks/vae_table.py render` "
-        "(numbers from results/vae/runs/*.json and results/vae/long/*.json).",
-    ]
-    long_runs = _load("long")
-    if long_runs:
-        long_ranked = sorted(long_runs, key=lambda e: long_runs[e]["test"]["neg_elbo"])
-        table["longer_budget"] = [{"estimator": e, "epochs": long_runs[e]["epochs"],
-                                   "test_neg_elbo": long_runs[e]["test"]["neg_elbo"],
-                                   "test_iw_nll": long_runs[e]["test"]["iw_nll"],
-                                   "valid_neg_elbo": long_runs[e]["valid"]["neg_elbo"]} for e in long_ranked]
-        best_long = long_ranked[0]
-        table["target_met_longer_budget"] = long_runs[best_long]["test"]["neg_elbo"] <= 105.0
-        (RESULTS / "table.json").write_text(json.dumps(table, indent=2) + "\n")
-        heading = ("Longer budget: the same runs continued from their checkpoints (`extend`), same seed and settings"
-                   + (f", all {len(long_runs)} estimators at the same budget" if set(long_runs) == set(runs) else "") + ":")
-        lines += ["", heading, "",
-                  f"| estimator | epochs | test -ELBO (ours) | test -log p(x) bound, m={m} (ours) | valid -ELBO (ours) | Jang et al. -ELBO |",
-                  "|---|---|---|---|---|---|"]
-        for e in long_ranked:
-            r = long_runs[e]
-            jang = f"{JANG_CAT[e]:.1f}" if e in JANG_CAT else "-"
-            lines.append(f"| {LABELS.get(e, e)} | {r['epochs']:g} | {r['test']['neg_elbo']:.2f} | {r['test']['iw_nll']:.2f} | "
-                         f"{r['valid']['neg_elbo']:.2f} | {jang} |")
-        notes.insert(2, f"Longer budget, ordering: {' < '.join(long_ranked)}; best {best_long} at {long_runs[best_long]['test']['neg_elbo']:.2f} nats after "
-                        f"{long_runs[best_long]['epochs']:g} epochs (target <= 105: "
-                        f"{'met' if table['target_met_longer_budget'] else 'NOT met'}).")
-        for name, path in long_runs[best_long].get("figures", {}).items():
-            if Path(path).exists():
-                (RESULTS / "figures").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, RESULTS / "figures" / f"{best_long}_{long_runs[best_long]['epochs']:g}ep_{name}.png")
-    md = "\n".join(lines + notes) + "\n"
-    (RESULTS / "table.md").write_text(md)
-    best_figs = runs[best].get("figures", {})
-    fig_dir = RESULTS / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    for name, path in best_figs.items():
-        if Path(path).exists():
-            shutil.copyfile(path, fig_dir / f"{best}_{name}.png")
-    print(md)
+
+def cmd_render(args: argparse.Namespace) -> int:
+    found = False
+    for setup in SETUPS:
+        out = render_setup(setup, _results_dir(args, setup))
+        if out is None:
+            continue
+        found = True
+        md, table = out
+        print(f"## {setup}\n\n{md}")
+        if setup == "main":
+            if args.docs:
+                _between(Path(args.docs), DOCS_START, DOCS_END, md)
+            if args.readme:
+                _between(Path(args.readme), HEAD_START, HEAD_END, headline(table))
+            # the best row's seed-0 reconstructions, for the README
+            best = table["rows"][0]
+            runs = collect(_results_dir(args, setup))[best["variant"]]
+            figs = next((r.get("figures", {}) for r in runs if r["config"]["seed"] == min(best["seeds"])), {})
+            src = Path(figs.get("reconstructions", ""))
+            if src.is_file():
+                dest = Path(args.results) / "figures"
+                dest.mkdir(parents=True, exist_ok=True)
+                (dest / "best_reconstructions.png").write_bytes(src.read_bytes())
+    if not found:
+        print("no results under results/vae/*/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- rescore
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Add an m-sample importance-weighted bound on the first N test images to each finished run
+    of a setup (from its checkpoint; Jang et al. evaluate with a multi-sample bound, m = 1000)."""
+    import torch
+
+    from gumbelkit.apps.data.mnist import mnist_splits
+    from gumbelkit.apps.provenance import provenance
+    from gumbelkit.apps.training import load_checkpoint
+    from gumbelkit.apps.vae.model import CategoricalVAE, iw_nll
+
+    torch.set_num_threads(1)
+    key = f"iw_nll_m{args.m}_first{args.images}"
+    for path in sorted((_results_dir(args, args.setup) / "runs").glob("*_seed*.json")):
+        r = json.loads(path.read_text())
+        if key in r.get("rescore", {}) and not args.force:
+            continue
+        cfg = r["config"]
+        ckpt = Path(cfg["out_dir"]) / "checkpoint.pt"
+        if not ckpt.exists():
+            print(f"skipping {path.name}: no checkpoint at {ckpt}", file=sys.stderr)
+            continue
+        model = CategoricalVAE(cfg["latent_vars"], cfg["categories"])
+        model.load_state_dict(load_checkpoint(ckpt)["model"])
+        model.eval()
+        x = mnist_splits(cfg["data_dir"] or None, binarization=cfg["binarization"]).test[: args.images]
+        g = torch.Generator().manual_seed(cfg["seed"] + 3)
+        bound = torch.cat([iw_nll(model, x[i : i + 20], args.m, generator=g) for i in range(0, len(x), 20)])
+        r.setdefault("rescore", {})[key] = {"value": float(bound.mean()), "sem": float(bound.std() / len(bound) ** 0.5),
+                                            "m": args.m, "images": len(x), "provenance": provenance()}
+        path.write_text(json.dumps(r, indent=2) + "\n")
+        print(f"{path.name}: {key} = {float(bound.mean()):.2f}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- study
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Copy finished runs (results + validation curve) into ``results/vae/<name>/`` and tabulate them."""
+    from gumbelkit.apps.training import read_metrics
+
+    dest = Path(args.results) / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for run in args.run_dirs:
+        run = Path(run)
+        if not (run / "results.json").exists():
+            print(f"skipping {run}: no results.json (unfinished?)", file=sys.stderr)
+            continue
+        payload = {"run": run.name, "results": json.loads((run / "results.json").read_text()),
+                   "valid_curve": [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "valid"],
+                   "collect_command": "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])}
+        (dest / f"{run.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return render_study(dest)
+
+
+def render_study(dest: Path) -> int:
+    rows = [json.loads(p.read_text()) for p in sorted(dest.glob("*.json")) if p.name != "table.json"]
+    if not rows:
+        return 1
+    lines = ["| run | estimator | schedule (tau0 -> final) | lr (decay) | epochs | valid -ELBO along training (step: nats) "
+             "| test -ELBO | test -log p(x) bound | commit |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["results"]["test"]["neg_elbo"]):
+        res, cfg = r["results"], r["results"]["config"]
+        curve = ", ".join([f"{c['step'] // 1000}k: {c['neg_elbo']:.1f}" for c in r["valid_curve"] if c["step"] % 5000 == 0]
+                          + [f"{res['steps'] // 1000}k: {res['valid']['neg_elbo']:.1f}"])
+        lr = f"{cfg['lr']:g}" + (f" (x{cfg['lr_decay']:g} / {cfg['lr_decay_every']})" if cfg.get("lr_decay", 1.0) != 1.0 else "")
+        commit = ((res.get("provenance") or {}).get("git") or {}).get("commit") or "unrecorded"
+        lines.append(f"| {r['run']} | {res['estimator']} | {cfg['schedule']} ({cfg['tau0']:g} -> {res['final_tau']:.3g}) | {lr} | "
+                     f"{res['epochs']:g} | {curve} | {res['test']['neg_elbo']:.2f} | {res['test']['iw_nll']:.2f} "
+                     f"(m = {res['test']['iw_samples']}) | {commit[:10]} |")
+    (dest / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- anneal
+
+ANNEAL_SCHEDULES: dict[str, list[str]] = {
+    "fixed 0.1": ["--schedule", "constant", "--tau0", "0.1"],
+    "fixed 0.5": ["--schedule", "constant", "--tau0", "0.5"],
+    "fixed 1": ["--schedule", "constant", "--tau0", "1.0"],
+    "fixed 2": ["--schedule", "constant", "--tau0", "2.0"],
+    "Jang: exp 1 -> 0.5": ["--schedule", "exponential", "--tau0", "1.0", "--tau-min", "0.5"],
+    "exp 2 -> 0.1": ["--schedule", "exponential", "--tau0", "2.0", "--tau-min", "0.1"],
+}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "_", name.lower()).strip("_")
+
+
+def cmd_anneal(args: argparse.Namespace) -> int:
+    """GS and ST-GS under fixed and annealed tau; validation with the training objective, the hard
+    -ELBO and the encoder-gradient diagnostics every ``--eval-every`` steps."""
+    from gumbelkit.apps.training import read_metrics
+    from gumbelkit.apps.vae.train import main as vae_main
+
+    dest = Path(args.results) / "anneal"
+    dest.mkdir(parents=True, exist_ok=True)
+    steps = args.epochs * 500
+    failed = []
+    for est in args.estimators:
+        for name, sched in ANNEAL_SCHEDULES.items():
+            if name.startswith("exp 2"):  # reaches 0.1 at 80% of the run: rate = ln(20) / (0.8 T)
+                sched = [*sched, "--tau-rate", f"{math.log(20) / (0.8 * steps):.6g}", "--tau-every", str(max(steps // 100, 1))]
+            out = Path(args.runs) / "anneal" / est / _slug(name)
+            argv = [*SETUPS[args.setup][0], "--estimator", est, *sched, "--out-dir", str(out), "--epochs",
+                    str(args.epochs), "--seed", str(args.seed), "--threads", "1", "--no-progress", "--resume",
+                    "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples), "--no-figures",
+                    "--grad-diagnostics", str(args.grad_images), "--grad-draws", str(args.grad_draws)]
+            print(f"== anneal {est} {name}: gumbelkit train vae {shlex.join(argv)}", flush=True)
+            code = vae_main(argv)
+            res = out / "results.json"
+            payload: dict[str, Any] = {"estimator": est, "schedule": name, "argv": argv}
+            if code != 0 or not res.exists():
+                failed.append(f"{est}/{name}")
+                payload["diverged"] = True
+            else:
+                payload["results"] = json.loads(res.read_text())
+            if (out / "metrics.jsonl").exists():
+                payload["valid_curve"] = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "valid"]
+            payload["table_command"] = "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])
+            (dest / f"{est}_{_slug(name)}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------- st-bias
+
+def cmd_st_bias(args: argparse.Namespace) -> int:
+    """Encoder-gradient bias / variance of ST, ST-GS and an unbiased reference across tau, on a
+    trained model's checkpoint (the explanation of ST's degradation under annealing)."""
+    import torch
+
+    from gumbelkit.apps.data.mnist import mnist_splits
+    from gumbelkit.apps.provenance import provenance
+    from gumbelkit.apps.training import load_checkpoint
+    from gumbelkit.apps.vae.gradients import encoder_gradient_stats, reference_gradient
+    from gumbelkit.apps.vae.model import CategoricalVAE
+    from gumbelkit.apps.vae.train import VAEConfig
+
+    torch.set_num_threads(1)
+    run = Path(args.run_dir)
+    cfg = VAEConfig(**json.loads((run / "config.json").read_text()))
+    model = CategoricalVAE(cfg.latent_vars, cfg.categories)
+    model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+    x = mnist_splits(cfg.data_dir or None, binarization=cfg.binarization).valid[: args.images]
+    rows = []
+    ref = reference_gradient(model, x, n_reference=args.reference, generator=torch.Generator().manual_seed(args.seed))
+    for est in args.estimators:
+        for tau in args.taus:
+            if est == "reinmax" and tau < 1:
+                continue
+            st = encoder_gradient_stats(model, x, est, tau, n_draws=args.draws, reference=ref,
+                                        generator=torch.Generator().manual_seed(args.seed + 1))
+            rows.append({"estimator": est, "tau": tau, **st})
+            print(f"{est} tau={tau}: rel bias^2 {st['grad_rel_bias2_unbiased']:.3f}  cos {st['grad_cos']:.3f}  "
+                  f"rel var {st['grad_rel_var']:.3f}", flush=True)
+    run_results = run / "results.json"
+    payload = {"run_dir": str(run), "checkpoint_step": load_checkpoint(run / "checkpoint.pt")["step"],
+               "run_provenance": json.loads(run_results.read_text()).get("provenance") if run_results.exists() else None,
+               "run_config": dataclasses.asdict(cfg),
+               "images": args.images, "draws": args.draws, "reference_samples": args.reference, "rows": rows,
+               "provenance": provenance()}
+    out = Path(args.results) / f"st_bias_{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default=str(ROOT / "results" / "vae"), help="results folder")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "vae-table"), help="run directories (git-ignored)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="train every estimator (sequential, resumable)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--estimators", nargs="+", default=list(ESTIMATORS))
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    r = sub.add_parser("run", help="train (variant, seed) runs of a setup (sequential, resumable)", formatter_class=fmt)
+    r.add_argument("--setup", choices=list(SETUPS), default="main")
+    r.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: the setup's list")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--epochs", type=int, default=100)
-    r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--eval-every", type=int, default=5000)
     r.add_argument("--iw-samples", type=int, default=100)
-    r.add_argument("--runs", default=str(ROOT / "runs" / "vae-table"))
-    x = sub.add_parser("extend", help="continue table runs to more epochs (copies into --long-runs)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for a in r._actions[1:]:
-        x._add_action(a)
-    x.add_argument("--long-runs", default=str(ROOT / "runs" / "vae-long"))
-    sub.add_parser("render", help="write results/vae/table.md and table.json from the results JSON")
+    r.add_argument("--extra", default="", help="more `gumbelkit train vae` options, quoted")
+    d = sub.add_parser("render", help="tables from results/vae/<setup>/runs/*.json (and docs/vae.md)", formatter_class=fmt)
+    d.add_argument("--docs", default=str(ROOT / "docs" / "vae.md"), help="markdown file with the table markers ('' to skip)")
+    d.add_argument("--readme", default=str(ROOT / "README.md"), help="markdown file with the headline markers ('' to skip)")
+    a = sub.add_parser("anneal", help="GS / ST-GS under fixed and annealed tau, with gradient diagnostics", formatter_class=fmt)
+    a.add_argument("--setup", choices=list(SETUPS), default="main")
+    a.add_argument("--estimators", nargs="+", default=["gs", "st_gs"])
+    a.add_argument("--epochs", type=int, default=20)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--eval-every", type=int, default=1000)
+    a.add_argument("--iw-samples", type=int, default=10)
+    a.add_argument("--grad-images", type=int, default=20)
+    a.add_argument("--grad-draws", type=int, default=32)
+    q = sub.add_parser("rescore", help="add an m-sample bound on the first N test images to each run", formatter_class=fmt)
+    q.add_argument("--setup", choices=list(SETUPS), default="main")
+    q.add_argument("--m", type=int, default=1000)
+    q.add_argument("--images", type=int, default=1000)
+    q.add_argument("--force", action="store_true")
+    c = sub.add_parser("collect", help="copy finished runs into results/vae/<name>/ and tabulate them", formatter_class=fmt)
+    c.add_argument("--name", required=True)
+    c.add_argument("run_dirs", nargs="+")
+    b = sub.add_parser("st-bias", help="ST's encoder-gradient bias vs tau on a trained checkpoint", formatter_class=fmt)
+    b.add_argument("--run-dir", required=True)
+    b.add_argument("--name", default="st")
+    b.add_argument("--estimators", nargs="+", default=["st", "st_gs", "reinmax"])
+    b.add_argument("--taus", nargs="+", type=float, default=[0.5, 0.7, 1.0, 1.5, 2.0])
+    b.add_argument("--images", type=int, default=20)
+    b.add_argument("--draws", type=int, default=64)
+    b.add_argument("--reference", type=int, default=64, help="IndeCateR samples per image for the reference")
+    b.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    return {"run": cmd_run, "extend": cmd_extend, "render": cmd_render}[args.cmd](args)
+    return {"run": cmd_run, "render": cmd_render, "anneal": cmd_anneal, "st-bias": cmd_st_bias,
+            "collect": cmd_collect, "rescore": cmd_rescore}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 def test_names_cover_the_issue() -> None:
-    assert set(ALL) == {"st", "gs", "st_gs", "gumbel_rao", "gst", "reinmax", "reinforce"}
-    assert set(PATHWISE) == set(ALL) - {"reinforce"}
-    assert E.estimator_names("score") == ("reinforce",)
+    assert set(ALL) == {"st", "gs", "st_gs", "gumbel_rao", "gst", "reinmax", "decoupled_st", "reinforce", "indecater"}
+    assert set(PATHWISE) == set(ALL) - {"reinforce", "indecater"}
+    assert E.estimator_names("score") == ("reinforce", "indecater")
 
 
 @pytest.mark.parametrize("name", PATHWISE)
@@ -443,7 +443,7 @@ def test_gradcheck_mixed_softmax_backward(taus, coefs) -> None:
 # custom backward must be its true derivative. (Gumbel-Rao's conditional Gumbels and GST's gapped
 # logits are built *from* the logits and held fixed by definition of those estimators; their
 # backward is covered by the fixed-shift gradcheck above and the formula tests below.)
-SMOOTH_SOFT = ("st", "gs", "st_gs", "reinmax")
+SMOOTH_SOFT = ("st", "gs", "st_gs", "reinmax", "decoupled_st")
 
 
 def test_smooth_soft_list_is_current() -> None:
@@ -624,7 +624,7 @@ def test_conditional_gumbel_half_precision_keeps_the_argmax(dtype) -> None:
 
 # --------------------------------------------------------------------------- autograd contract
 
-TAU_CONSTANT = ("st", "gst", "gumbel_rao", "reinmax")  # treat tau as a constant
+TAU_CONSTANT = ("st", "gst", "gumbel_rao", "reinmax", "decoupled_st")  # treat tau as a constant
 
 
 def test_tau_constant_list_is_current() -> None:
@@ -652,6 +652,8 @@ def _surrogate_reference(name: str, x: torch.Tensor, noise: torch.Tensor, tau: f
     if name == "reinmax":
         a = (0.5 * (torch.softmax(x / tau, -1) + win.double())).log() - x
         return lambda xx: win.double() + (r := 2 * torch.softmax(xx + a, -1) - 0.5 * torch.softmax(xx, -1)) - r.detach()
+    if name == "decoupled_st":  # tau_forward = 1: the sample is the given draw's; backward softmax(l / tau + g)
+        return lambda xx: win.double() + (r := torch.softmax(xx / tau + noise, -1)) - r.detach()
     assert name == "gumbel_rao"  # k = 3: the given noise, then 2 conditional draws from the generator
     pert = [x + noise, *conditional_gumbel(x, index, 2, generator=_gen(seed))]
     return lambda xx: win.double() + (r := sum(torch.softmax((xx + (p - x)) / tau, -1) for p in pert) / 3) - r.detach()
@@ -783,7 +785,7 @@ def test_surrogate_every_estimator(name: str) -> None:
         assert abs(total - round(total)) < 1e-4, total
     loss.backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
-    if name != "reinforce":  # pathwise: the mean over n_samples of `sample`'s own gradient
+    if E.spec(name).kind == "pathwise":  # the mean over n_samples of `sample`'s own gradient
         xr = x.detach().clone().requires_grad_(True)
         s = E.sample(xr.unsqueeze(0).expand(3, 3, 4), name, tau, -1, generator=_gen())
         (s.output * torch.arange(4.0)).sum((-1, -2)).mean().backward()

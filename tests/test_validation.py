@@ -235,3 +235,45 @@ def test_an_empty_category_dim_is_a_clear_error_even_with_validation_off(name):
     for validate in (True, False):
         with validate_args(validate), pytest.raises(ValueError, match=r"no categories along dim=1 \(size 0\)"):
             EMPTY_CALLS[name](torch.zeros(3, 0))
+# tau at the edges of the compute dtype: float32 (also for float16 / bfloat16 logits) rounds tau
+# <= 2**-150 (7.0e-46) to 0 and tau >= 2**128 - 2**103 (3.4e38) to inf; then logits / tau is
+# inf or NaN. The check rejects exactly those values; the next float on the safe side gives a
+# finite sample (so the boundary is the right one, not a conservative guess).
+UNDER32, OVER32 = 2.0**-150, 2.0**128 - 2.0**103
+ALL_FNS = {**TAU_FNS, "st_gs": None, "st": None, "gst": None, "gumbel_rao": None}
+
+
+def _call(fn: str, logits: torch.Tensor, tau: object) -> torch.Tensor:
+    from gumbelkit import estimators
+
+    if fn == "gumbel_softmax_sample":
+        return gumbel_softmax_sample(logits, tau).soft
+    if fn in TAU_FNS:
+        return TAU_FNS[fn](logits, tau)
+    return estimators.sample(logits, fn, tau, generator=torch.Generator().manual_seed(0)).hard
+
+
+@pytest.mark.parametrize("fn", list(ALL_FNS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_tau_that_underflows_or_overflows_the_compute_dtype(fn: str, dtype: torch.dtype) -> None:
+    logits = torch.tensor([[0.3, -1.0, 2.0, NEG_INF], [4.0, -4.0, 0.0, 1.0]], dtype=dtype)
+    for bad in (UNDER32, 7e-46, 1e-300):
+        with pytest.raises(ValueError, match=r"^tau underflows to 0 in float32.*smallest positive value there is 1\.4e-45"):
+            _call(fn, logits, bad)
+    for bad in (OVER32, 1e39, 1e300):
+        with pytest.raises(ValueError, match=r"^tau overflows to inf in float32"):
+            _call(fn, logits, bad)
+    for edge in (math.nextafter(UNDER32, 1.0), math.nextafter(OVER32, 0.0)):
+        y = _call(fn, logits, edge)
+        assert bool(torch.isfinite(y).all()), (fn, edge)
+
+
+def test_tau_checks_in_float64_and_for_tensors() -> None:
+    logits64 = torch.zeros(2, 3, dtype=torch.float64)
+    assert bool(torch.isfinite(gumbel_softmax(logits64, 1e-300)).all())  # representable in float64
+    with pytest.raises(ValueError, match="tau underflows to 0 in float32"):
+        gumbel_softmax(torch.zeros(2, 3), torch.tensor([[1.0], [1e-300]], dtype=torch.float64))  # cast to float32
+    from gumbelkit.distributions import RelaxedOneHotCategorical
+
+    with pytest.raises(ValueError, match="temperature underflows to 0 in float32"):
+        RelaxedOneHotCategorical(1e-50, logits=torch.zeros(3))

@@ -102,6 +102,7 @@ def check_tau(
     owner: str = ...,
     like: Tensor | None = ...,
     dim: int = ...,
+    dtype: torch.dtype | None = ...,
 ) -> float: ...
 
 
@@ -115,6 +116,7 @@ def check_tau(
     owner: str = ...,
     like: Tensor | None = ...,
     dim: int = ...,
+    dtype: torch.dtype | None = ...,
 ) -> float | Tensor: ...
 
 
@@ -127,6 +129,7 @@ def check_tau(
     owner: str = "this function",
     like: Tensor | None = None,
     dim: int = -1,
+    dtype: torch.dtype | None = None,
 ) -> float | Tensor:
     """The one temperature check of the library: a positive finite number or tensor.
 
@@ -143,6 +146,11 @@ def check_tau(
             size 1 along the category dimension ``dim`` (one temperature per slice: the
             max-shift before dividing by tau, the overflow guard, is exact only then, and so is
             the Concrete density).
+        dtype: the dtype of the logits tau divides (default: ``like``'s, when given). tau must
+            then also be positive and finite in the dtype they are computed in
+            (:func:`compute_dtype`), or ``x / tau`` is ``x / 0`` or ``x / inf`` there and the
+            sample NaN: float32 (also for float16 / bfloat16 logits) rounds tau <= 2**-150
+            (7.0e-46) to 0 and tau >= 2**128 - 2**103 (3.4e38) to inf.
 
     Returns:
         ``float(tau)`` for a number (or with ``scalar=True``), else the tensor itself.
@@ -151,6 +159,10 @@ def check_tau(
     in eager mode always, under ``torch.compile`` with ``torch._assert_async``, and not inside
     ``torch.func`` transforms (``vmap`` cannot branch on data).
     """
+    if dtype is None and like is not None:
+        dtype = like.dtype
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        dtype = None  # the logits check reports a non-float dtype
     if isinstance(tau, Tensor):
         if scalar:
             if tau.ndim != 0 or not tau.is_floating_point():
@@ -173,17 +185,59 @@ def check_tau(
             good = torch.isfinite(tau) & (tau > 0)
             if minimum is not None:
                 good &= tau >= minimum
+            fits = good
+            if dtype is not None:  # as the samplers use it: cast to the compute dtype
+                tc = tau.detach().to(compute_dtype(dtype))
+                fits = good & torch.isfinite(tc) & (tc > 0)
             if _kernels.compiling():
-                torch._assert_async(good.all(), _tau_message(name, minimum, "a tensor"))
-            elif not _kernels.in_transform() and not bool(good.all()):
-                raise ValueError(_tau_message(name, minimum, tau))
+                torch._assert_async(fits.all(), _tau_message(name, minimum, "a tensor") + " in the compute dtype")
+            elif not _kernels.in_transform() and not bool(fits.all()):  # one host sync when valid
+                if not bool(good.all()):
+                    raise ValueError(_tau_message(name, minimum, tau))
+                assert dtype is not None
+                _check_representable(tau, name, dtype)
             return tau
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise ValueError(f"{name} must be a positive finite number or a tensor, got {tau!r}")
     t = float(tau)
     if not (math.isfinite(t) and t > 0.0) or (minimum is not None and t < minimum):
         raise ValueError(_tau_message(name, minimum, tau))
+    if dtype is not None:
+        _check_representable(t, name, dtype)
     return t
+
+
+def dtype_of(x: object) -> torch.dtype | None:
+    """``x.dtype`` for a tensor, else ``None`` (for checks that run before the tensor check)."""
+    return x.dtype if isinstance(x, Tensor) else None
+
+
+def _check_representable(tau: float | Tensor, name: str, dtype: torch.dtype) -> None:
+    """Raise when tau is 0 or inf in the dtype ``dtype`` logits are computed in."""
+    cd = compute_dtype(dtype)
+    if isinstance(tau, Tensor):
+        low, high = torch.aminmax(tau.detach().to(cd).reshape(-1))
+        lo, hi = float(low), float(high)
+    else:
+        if cd == torch.float64:
+            return  # a Python float is a float64
+        # float32 rounding without a conversion (this runs on every call): at most 2**-150 rounds
+        # to 0, at least 2**128 - 2**103 (halfway to the next power of two) rounds to inf
+        lo = 0.0 if tau <= 2.0**-150 else tau
+        hi = math.inf if tau >= 2.0**128 - 2.0**103 else tau
+    info = torch.finfo(cd)
+    via = "" if cd == dtype else f", the dtype {str(dtype).removeprefix('torch.')} logits are computed in"
+    where = f"{str(cd).removeprefix('torch.')}{via}"
+    if lo == 0.0:
+        raise ValueError(
+            f"{name} underflows to 0 in {where} (got {tau!r}; the smallest positive value there is "
+            f"{info.smallest_normal * info.eps:.3g}), so logits / {name} would be inf or NaN"
+        )
+    if math.isinf(hi):
+        raise ValueError(
+            f"{name} overflows to inf in {where} (got {tau!r}; the largest value there is {info.max:.3g}), "
+            f"so logits / {name} would be 0 or NaN"
+        )
 
 
 def _check_tau_shape(tau: Tensor, logits: Tensor, dim: int, name: str) -> None:

@@ -77,6 +77,21 @@ class ExactGradient(NamedTuple):
     grad: Tensor
 
 
+FAMILIES = ("categorical", "bernoulli")
+
+
+def _family(family: object) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+    return str(family)
+
+
+def _check_bernoulli(logits: Tensor) -> None:
+    check_float_tensor(logits, "logits")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("Bernoulli logits (log-odds) must be finite")
+
+
 def _check(logits: Tensor) -> None:
     check_float_tensor(logits, "logits")
     if logits.ndim < 1:
@@ -108,7 +123,8 @@ def enumerate_configurations(shape: Sequence[int], *, max_configs: int = MAX_CON
 
 
 def exact_gradient(
-    logits: Tensor, f: Objective, *, max_configs: int = MAX_CONFIGS, chunk: int = 65536
+    logits: Tensor, f: Objective, *, max_configs: int = MAX_CONFIGS, chunk: int = 65536,
+    family: str = "categorical",
 ) -> ExactGradient:
     r"""Exact :math:`\mathbb E_z[f(z)]` and its gradient w.r.t. the logits, by enumeration.
 
@@ -120,10 +136,14 @@ def exact_gradient(
 
     Args:
         logits: ``(*B, K)`` logits, categories last; ``N = prod(B)`` independent variables.
-            Use float64 for reference-quality gradients.
-        f: maps one-hot configurations ``(M, *B, K)`` (logits' dtype) to values ``(M,)``.
+            Use float64 for reference-quality gradients. With ``family="bernoulli"``: ``(*B)``
+            log-odds, one binary variable each.
+        f: maps one-hot configurations ``(M, *B, K)`` (logits' dtype) to values ``(M,)``; with
+            ``family="bernoulli"``, 0/1 configurations ``(M, *B)``.
         max_configs: refuse :math:`K^N` above this.
         chunk: configurations per call of ``f``.
+        family: ``"categorical"`` or ``"bernoulli"`` (computed as the categorical with logits
+            :math:`(\theta, 0)`).
 
     Returns:
         :class:`ExactGradient` ``(value, grad)`` in the logits' dtype.
@@ -134,6 +154,11 @@ def exact_gradient(
         >>> round(v.item(), 4)
         0.25
     """
+    if _family(family) == "bernoulli":
+        _check_bernoulli(logits)
+        pair = torch.stack([logits.detach(), torch.zeros_like(logits)], dim=-1)  # (*B, 2): (theta, 0)
+        value, grad = exact_gradient(pair, lambda z: f(z[..., 0]), max_configs=max_configs, chunk=chunk)
+        return ExactGradient(value, grad[..., 0])  # theta enters only the first logit
     _check(logits)
     idx = enumerate_configurations(logits.shape, max_configs=max_configs).to(logits.device)  # (C, *B)
     k = logits.shape[-1]
@@ -167,6 +192,7 @@ def gradient_draws(
     n_draws: int = 1000,
     seed: int = 0,
     chunk: int = 1000,
+    family: str = "categorical",
     **options: Any,
 ) -> Tensor:
     """``n_draws`` independent gradient estimates of :math:`\\mathbb E[f]` by estimator ``name``.
@@ -180,21 +206,26 @@ def gradient_draws(
         n_draws: number of estimates.
         seed: seeds the ``torch.Generator`` used for every draw.
         chunk: estimates computed per vectorised batch.
+        family: ``"categorical"`` (the registry, :func:`gumbelkit.estimators.sample`) or
+            ``"bernoulli"`` (log-odds ``(*B)``, :func:`gumbelkit.estimators.sample_bernoulli`).
         **options: estimator options (``k``, ``gap``, ``n_samples`` for reinforce, ...).
 
     Returns:
         ``(n_draws, *B, K)`` gradients, in the logits' dtype.
     """
-    _check(logits)
+    bernoulli = _family(family) == "bernoulli"
+    _check_bernoulli(logits) if bernoulli else _check(logits)
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
         raise ValueError(f"n_draws must be an int >= 2, got {n_draws!r}")
-    spec = E.spec(name)
+    spec = None if bernoulli else E.spec(name)
     gen = torch.Generator(device=logits.device).manual_seed(seed)
     out = []
     for start in range(0, n_draws, chunk):
         m = min(chunk, n_draws - start)
         theta = logits.detach().unsqueeze(0).expand(m, *logits.shape).clone().requires_grad_(True)
-        if spec.kind == "score":
+        if spec is None:
+            loss = f(E.sample_bernoulli(theta, name, tau, generator=gen, **options).output)  # (m,)
+        elif spec.kind == "score":
 
             def f_batched(h: Tensor, m: int = m) -> Tensor:  # (S, m, *B, K) -> (S, m)
                 s = h.shape[0]
@@ -220,6 +251,7 @@ def estimator_stats(
     n_draws: int = 1000,
     seed: int = 0,
     exact: ExactGradient | tuple[Tensor, Tensor] | None = None,
+    family: str = "categorical",
     **options: Any,
 ) -> dict[str, Any]:
     """Bias, cosine similarity, variance and MSE of one estimator against the exact gradient.
@@ -227,6 +259,7 @@ def estimator_stats(
     Args:
         logits, f, name, tau, n_draws, seed, options: as :func:`gradient_draws`.
         exact: a precomputed :func:`exact_gradient` result (computed here when None).
+        family: ``"categorical"`` or ``"bernoulli"`` (see :func:`gradient_draws`).
 
     Returns:
         A dict with ``estimator``, ``options``, ``tau``, ``n_draws``, ``bias_norm``,
@@ -234,10 +267,11 @@ def estimator_stats(
         single estimates, averaged), ``variance`` (trace of the covariance), ``mse``,
         ``noise_floor`` (:math:`\\sqrt{\\text{variance}/n}`), ``exact_norm`` and ``mean_grad``.
     """
-    ex = exact_gradient(logits, f) if exact is None else ExactGradient(*exact)
-    g = gradient_draws(logits, f, name, tau, n_draws=n_draws, seed=seed, **options)
+    ex = exact_gradient(logits, f, family=family) if exact is None else ExactGradient(*exact)
+    g = gradient_draws(logits, f, name, tau, n_draws=n_draws, seed=seed, family=family, **options)
     return {
         "estimator": name,
+        "family": family,
         "options": {k: v for k, v in options.items() if not isinstance(v, Tensor)},
         "tau": float(tau),
         **_summary(g, ex.grad),
@@ -281,6 +315,7 @@ def compare(
     seed: int = 0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     exact: ExactGradient | tuple[Tensor, Tensor] | None = None,
+    family: str = "categorical",
 ) -> list[dict[str, Any]]:
     """:func:`estimator_stats` for several estimators at one temperature (one row each).
 
@@ -288,23 +323,28 @@ def compare(
     ``n_samples`` (default 4) samples per estimate, the pathwise estimators once; and
     ``reinforce`` ignores ``tau``, so its rows in a :func:`tau_sweep` repeat (same seed).
 
+    ``indecater`` evaluates ``f`` at ``n_samples * (1 + V * K)`` configurations per estimate.
+
     Args:
-        names: registered names (default: all); an estimator whose temperature range excludes
-            ``tau`` (ReinMax below 1) is left out.
+        names: registered names (default: all of the family); an estimator whose temperature
+            range excludes ``tau`` (ReinMax below 1) is left out.
         options: per-estimator options, e.g. ``{"gumbel_rao": {"k": 10}}``.
         exact: a precomputed :func:`exact_gradient` (shared by all rows).
+        family: ``"categorical"`` or ``"bernoulli"`` (see :func:`gradient_draws`).
 
     Returns:
         List of row dicts (see :func:`estimator_stats`).
     """
-    ex = exact_gradient(logits, f) if exact is None else ExactGradient(*exact)
+    bernoulli = _family(family) == "bernoulli"
+    ex = exact_gradient(logits, f, family=family) if exact is None else ExactGradient(*exact)
     rows = []
-    for name in E.estimator_names() if names is None else names:
-        tmin = E.spec(name).tau_min
+    default = E.bernoulli_names() if bernoulli else E.estimator_names()
+    for name in default if names is None else names:
+        tmin = (1.0 if name == "reinmax" else None) if bernoulli else E.spec(name).tau_min
         if tmin is not None and tau < tmin:
             continue
         opts = dict((options or {}).get(name, {}))
-        rows.append(estimator_stats(logits, f, name, tau, n_draws=n_draws, seed=seed, exact=ex, **opts))
+        rows.append(estimator_stats(logits, f, name, tau, n_draws=n_draws, seed=seed, exact=ex, family=family, **opts))
     return rows
 
 
@@ -317,16 +357,17 @@ def tau_sweep(
     n_draws: int = 1000,
     seed: int = 0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    family: str = "categorical",
 ) -> list[dict[str, Any]]:
     """:func:`compare` at every temperature in ``taus`` (the exact gradient is computed once).
 
     Returns:
         Rows with a ``tau`` key, ready for :func:`to_markdown` and :func:`plot`.
     """
-    ex = exact_gradient(logits, f)
+    ex = exact_gradient(logits, f, family=family)
     rows: list[dict[str, Any]] = []
     for t in taus:
-        rows += compare(logits, f, names, t, n_draws=n_draws, seed=seed, options=options, exact=ex)
+        rows += compare(logits, f, names, t, n_draws=n_draws, seed=seed, options=options, exact=ex, family=family)
     return rows
 
 

@@ -312,7 +312,7 @@ def _temperature(temperature: object, dtype: torch.dtype, device: torch.device) 
     if isinstance(temperature, Tensor):
         check_float_tensor(temperature, "temperature")
         return temperature
-    t = check_tau(temperature, "temperature", scalar=True)
+    t = check_tau(temperature, "temperature", scalar=True, dtype=dtype)
     # a number is stored in float32 or better: bfloat16 would turn 0.01 into 0.01001
     return torch.tensor(t, dtype=compute_dtype(dtype), device=device)
 
@@ -458,7 +458,7 @@ class RelaxedOneHotCategorical(_GeneratorSampling):
             if probs is not None and bool(((probs < 0) | probs.isnan()).any()):
                 raise ValueError("probs must be nonnegative and not NaN")
             check_logits(raw, raw.ndim - 1, name="logits" if name == "logits" else "log(probs)")
-            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
+            check_tau(self.temperature, "temperature", dtype=raw.dtype)  # a tensor: positive, finite
         cdt = compute_dtype(raw.dtype)
         raw_c = raw.to(cdt)
         # normalise in float32 or better; the max is finite since no slice is fully masked
@@ -740,7 +740,7 @@ class RelaxedBernoulli(_GeneratorSampling):
             self.logits = lg
         self.temperature = _temperature(temperature, self.logits.dtype, self.logits.device)
         if validate:
-            check_tau(self.temperature, "temperature")  # a tensor: positive and finite
+            check_tau(self.temperature, "temperature", dtype=self.logits.dtype)  # a tensor: positive, finite
         batch_shape = _batch_with_temperature(self.logits.shape, self.temperature)
         super().__init__(batch_shape, torch.Size(), validate_args=validate_args)
 

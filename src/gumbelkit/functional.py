@@ -368,7 +368,7 @@ def gumbel_softmax(
             and not (isinstance(noise, Tensor) and noise.requires_grad)
         ):
             # the soft sample is not returned: the Function reuses its buffer for the gradient
-            tau = check_tau(tau)
+            tau = check_tau(tau, dtype=logits.dtype)
             d, noise = _prepare(logits, dim, noise)
             nz, stream = _noise_for(logits, noise, generator)
             return HardSample.apply(logits, tau, d, nz, stream)[0]

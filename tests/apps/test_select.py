@@ -146,7 +146,7 @@ def test_glimpse_cli_smoke_with_evaluator(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("app,argv,match", [
-    ("l2x", ["--dataset", "spiral"], "invalid choice"),
+    ("l2x", ["--dataset", "spiral"], "dataset must be one of xor, orange, additive, switch"),
     ("l2x", ["--tau", "0"], "tau must be a positive"),
     ("select", ["--k", "0"], "k must be in 1..784"),
     ("glimpse", ["--k", "50"], "k must be in 1..49"),
@@ -160,24 +160,6 @@ def test_bad_input_fails_before_training(app: str, argv: list[str], match: str, 
         code = int(exc.code or 0)
     assert code == 2
     assert match in capsys.readouterr().err
-
-
-def test_tour_headline_reads_committed_tables(tmp_path: Path) -> None:
-    from gumbelkit.apps.select.summary import headline
-
-    assert headline(tmp_path) is None  # nothing committed: nothing shown, nothing trained
-    (tmp_path / "l2x").mkdir()
-    (tmp_path / "l2x" / "table.json").write_text(json.dumps(
-        {"best": {"xor": {"selector": "l2x", "median_rank_mean": 1.5, "optimum": 1.5}}}))
-    (tmp_path / "glimpse" / "figures").mkdir(parents=True)
-    (tmp_path / "glimpse" / "figures" / "mnist-st_topk-realx-k10-seed0.png").write_bytes(b"png")
-    row = {"dataset": "mnist", "k": 10, "selector": "st_topk", "seed": 0, "train_against": "evaluator",
-           "evalx_accuracy": 0.96, "random_patches_evalx": 0.77, "centre_patches_evalx": 0.95}
-    (tmp_path / "glimpse" / "table.json").write_text(json.dumps({"rows": [row]}))
-    h = headline(tmp_path)
-    assert h is not None and h["figure"] == tmp_path / "glimpse" / "figures" / "mnist-st_topk-realx-k10-seed0.png"
-    labels = " ".join(label + value for label, value in h["rows"])
-    assert "1.500 (optimum 1.5)" in labels and "96.0%" in labels and "77.0%" in labels
 
 
 # --------------------------------------------------------------------------- committed tables
@@ -244,3 +226,24 @@ def test_showcase_picks_the_best_k10_glimpse_policy_and_its_figure(tmp_path: Pat
     assert sc["missing"] == ["mnist / l2x / k=10"]
     assert main(["--results", str(tmp_path), "glimpse"]) == 0
     assert json.loads((tmp_path / "glimpse" / "showcase.json").read_text())["headline"] == sc["headline"]
+
+
+def test_tour_shows_the_committed_selection_showcases(tmp_path: Path) -> None:
+    # the tour's use-case section reads results/<app>/showcase.json of l2x, select and glimpse
+    from gumbelkit.apps.tour import s7_use_cases
+    from gumbelkit.apps.tour._report import TourContext
+
+    results = tmp_path / "results"
+    for app in ("l2x", "select", "glimpse"):
+        src = REPO / "results" / app
+        if not (src / "showcase.json").exists():
+            pytest.skip(f"no committed results/{app}/showcase.json")
+        sc = json.loads((src / "showcase.json").read_text())
+        (results / app / "figures").mkdir(parents=True)
+        (results / app / "showcase.json").write_text(json.dumps(sc))
+        (results / app / sc["figure"]["png"]).write_bytes((src / sc["figure"]["png"]).read_bytes())
+    section = s7_use_cases.run(TourContext(out=tmp_path / "out", progress=False, results=results))
+    assert set(section.numbers["showcases"]) >= {"l2x", "select", "glimpse"}
+    shown = " ".join(label + " " + value for label, value in section.table)
+    assert "concrete autoencoder, mnist" in shown and "90.6" in shown  # ours next to Abid et al.'s
+    assert {f"s7_{app}_showcase" for app in ("l2x", "select", "glimpse")} <= {f.name for f in section.figures}

@@ -418,7 +418,7 @@ def test_quick_smoke_beats_random_and_rescores(tmp_path: Path, oracle_params: di
     assert front[0.8]["nll_oracle"] < front[1.0]["nll_oracle"] < front[1.2]["nll_oracle"]
     assert front[0.8]["nll_gen"] > front[1.0]["nll_gen"] > front[1.2]["nll_gen"]
     assert gan["steps"] == 20 and gan["stage"] == "gan" and gan["estimator"] == "st_gs"
-    assert [r["step"] for r in gan["curve"]] == [0, 10]
+    assert [r["step"] for r in gan["curve"]] == [0, 10, 20]  # the loop also validates at the last step
     assert gan["final_tau"] == pytest.approx(100 ** (-19 / 20))  # beta_max^(n/N) with the real N = 20
     for res, d in ((mle, out / "mle"), (gan, out / "gan")):
         samples = np.load(d / res["samples"])
@@ -583,21 +583,27 @@ def test_frontier_position_and_table(tmp_path: Path) -> None:
     assert all(p.exists() for p in written) and len(written) == 3
 
 
-def test_tour_reads_committed_textgan_results(tmp_path: Path) -> None:
+def test_showcase_for_the_tour(tmp_path: Path) -> None:
+    """`report showcase` writes the headline the tour shows; the tour reads it without training."""
+    from gumbelkit.apps.textgan.report import render, showcase
+    from gumbelkit.apps.tour import s7_use_cases
     from gumbelkit.apps.tour._report import TourContext
-    from gumbelkit.apps.tour.s7_use_cases import textgan_committed
 
-    ctx = TourContext(out=tmp_path / "report", progress=False)
-    info, ref = textgan_committed(ctx, results_dir=tmp_path / "nothing")
-    assert info["available"] is False and ref is None
-    _fake_results(tmp_path / "results" / "textgan")
-    from gumbelkit.apps.textgan.report import render
-
-    render(tmp_path / "results" / "textgan")
-    info, ref = textgan_committed(ctx, results_dir=tmp_path / "results")
-    assert info["available"] and info["best_gan"]["nll_oracle"] == 8.5 and info["mle"]["nll_oracle"] == 9.0
-    assert [g["frontier"] for g in info["gan"]] == ["beyond", "behind"]
-    assert ref is not None and (ctx.out / ref.path).is_file() and "beyond" in ref.caption
+    app_dir = tmp_path / "results" / "textgan"
+    with pytest.raises(FileNotFoundError, match="no oracle"):
+        showcase(app_dir, app_dir)
+    _fake_results(app_dir / "pilot")
+    render(app_dir / "pilot")
+    data = json.loads(showcase(app_dir / "pilot", app_dir).read_text())
+    mle, best, beyond = data["headline"]
+    assert mle["ours"] == 9.0 and mle["published"] == 9.038
+    assert best["ours"] == 8.5 and "st_gs" in best["metric"] and best["published"] == 8.736
+    assert beyond["ours"] == 1.0 and data["figure"]["png"] == "pilot/figures/oracle_quality_diversity.png"
+    ctx = TourContext(out=tmp_path / "report", progress=False, results=tmp_path / "results")
+    section = s7_use_cases.run(ctx)
+    assert section.numbers["showcases"]["textgan"]["headline"][1]["ours"] == 8.5
+    fig = next(f for f in section.figures if f.name == "s7_textgan_showcase")
+    assert (ctx.out / fig.path).is_file() and "beyond" in fig.caption
 
 
 def test_collect_never_overwrites_different_results(tmp_path: Path) -> None:

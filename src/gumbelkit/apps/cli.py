@@ -29,11 +29,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXTRA_MODULES = frozenset({"matplotlib", "scipy", "tqdm"})
 
 
+def version() -> str:
+    """``gumbelkit X.Y.Z (torch A.B.C)``: the package's and torch's versions."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        torch_version = dist_version("torch")
+    except PackageNotFoundError:  # pragma: no cover  (torch is a dependency)
+        torch_version = "not installed"
+    from gumbelkit import __version__
+
+    return f"gumbelkit {__version__} (torch {torch_version})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gumbelkit",
         description="Gumbel-Max, Gumbel-Softmax and gradient estimators for discrete choices.",
+        epilog="Each command has its own --help. Experiment commands write to a run directory "
+        "under runs/ by default and refuse to replace an earlier run unless asked.",
     )
+    p.add_argument("--version", action="version", version=version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
@@ -46,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
+        return 0
+    if args[0] == "--version":
+        print(version())
         return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:

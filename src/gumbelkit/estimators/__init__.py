@@ -14,10 +14,15 @@ name            output    gradient of ``output``                           optio
 ``gumbel_rao``  ``hard``  mean over ``k`` conditional Gumbels               ``k=10``
 ``gst``         ``hard``  softmax of gapped, sample-consistent logits      ``gap=1.0`` or ``"p"``
 ``reinmax``     ``hard``  :math:`2J(\pi_1) - \tfrac12 J(\pi_0)`, tau >= 1    --
+``decoupled_st`` ``hard`` :math:`\nabla \mathrm{softmax}(\ell/\tau + g)`,     ``tau_forward=1.0``
+                          sample at ``tau_forward``                        ``backward_noise=True``
 ==============  ========  ===============================================  ======================
 
-and the *score-function* estimator ``reinforce`` (leave-one-out baseline, unbiased) needs the
-downstream function, so it is used through :func:`surrogate` or :func:`reinforce_loo`.
+and the unbiased *score-function* estimators ``reinforce`` (leave-one-out baseline) and
+``indecater`` (per-variable exact marginalisation, ``n * V * K`` evaluations of ``f``) need the
+downstream function, so they are used through :func:`surrogate`, :func:`reinforce_loo` or
+:func:`indecater`. Binary (Bernoulli) versions of the pathwise estimators, on one logit per
+variable, are in :func:`sample_bernoulli`.
 Every pathwise estimator also accepts ``noise=`` (pre-drawn Gumbel noise of the logits' shape;
 the same noise gives the same sample in every estimator).
 
@@ -29,7 +34,7 @@ Example:
     >>> loss = (s.output * torch.arange(5.0)).sum()
     >>> loss.backward()
     >>> estimators.estimator_names()
-    ('st', 'gs', 'st_gs', 'gumbel_rao', 'gst', 'reinmax', 'reinforce')
+    ('st', 'gs', 'st_gs', 'gumbel_rao', 'gst', 'reinmax', 'decoupled_st', 'reinforce', 'indecater')
 
 Each estimator works along any ``dim``, in float16 / bfloat16 (computed in float32) / float32 /
 float64, and with ``-inf`` masks; :class:`Estimator` is the ``nn.Module`` form.
@@ -41,6 +46,8 @@ References:
     4. T.-H. Fan et al., ICML 2022 (GST).
     5. L. Liu et al., NeurIPS 2023 (ReinMax).
     6. W. Kool, H. van Hoof, M. Welling, 2019 (REINFORCE with leave-one-out baseline).
+    7. R. Shah, M. Yan, M. C. Mozer, D. Liu, arXiv:2410.13331, 2024 (Decoupled ST).
+    8. L. De Smet, E. Sansone, P. Zuidberg Dos Martires, NeurIPS 2023 (IndeCateR).
 """
 
 from __future__ import annotations
@@ -54,9 +61,12 @@ from torch import Tensor, nn
 
 from gumbelkit._validation import check_dim, check_float_tensor, check_tau, lookup
 from gumbelkit.estimators._common import EstimatorSample
+from gumbelkit.estimators.bernoulli import bernoulli_names, logistic_noise, sample_bernoulli
+from gumbelkit.estimators.decoupled_st import decoupled_st
 from gumbelkit.estimators.gs import gs
 from gumbelkit.estimators.gst import check_gap, gst
 from gumbelkit.estimators.gumbel_rao import gumbel_rao
+from gumbelkit.estimators.indecater import IndeCateRSample, indecater
 from gumbelkit.estimators.reinforce import ReinforceSample, reinforce_loo
 from gumbelkit.estimators.reinmax import reinmax
 from gumbelkit.estimators.st import st
@@ -66,16 +76,22 @@ __all__ = [
     "Estimator",
     "EstimatorSample",
     "EstimatorSpec",
+    "IndeCateRSample",
     "ReinforceLOO",
     "ReinforceSample",
+    "bernoulli_names",
+    "decoupled_st",
     "estimator_names",
     "get_estimator",
     "gs",
     "gst",
     "gumbel_rao",
+    "indecater",
+    "logistic_noise",
     "reinforce_loo",
     "reinmax",
     "sample",
+    "sample_bernoulli",
     "spec",
     "st",
     "st_gs",
@@ -98,6 +114,22 @@ def _int_ge2(name: str) -> Callable[[object], int]:
     def check(v: object) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or v < 2:
             raise ValueError(f"{name} must be an int >= 2, got {v!r}")
+        return v
+
+    return check
+
+
+def _positive(name: str) -> Callable[[object], float]:
+    def check(v: object) -> float:
+        return check_tau(v, name, scalar=True, owner="this estimator")
+
+    return check
+
+
+def _bool(name: str) -> Callable[[object], bool]:
+    def check(v: object) -> bool:
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
         return v
 
     return check
@@ -161,12 +193,28 @@ _REGISTRY: dict[str, EstimatorSpec] = {
             "reinmax", reinmax, "pathwise", dict(_COMMON), tau_min=1.0, summary="ReinMax, second order (tau >= 1)"
         ),
         EstimatorSpec(
+            "decoupled_st",
+            decoupled_st,
+            "pathwise",
+            {"tau_forward": _positive("tau_forward"), "backward_noise": _bool("backward_noise"), **_COMMON},
+            {"tau_forward": 1.0, "backward_noise": True},
+            summary="decoupled ST: sample at tau_forward, softmax(l/tau + g) gradient at tau",
+        ),
+        EstimatorSpec(
             "reinforce",
             reinforce_loo,
             "score",
             {"n_samples": _int_ge2("n_samples")},
             {"n_samples": 4},
             summary="REINFORCE with leave-one-out baseline (unbiased; needs f)",
+        ),
+        EstimatorSpec(
+            "indecater",
+            indecater,
+            "score",
+            {"n_samples": _int_ge1("n_samples"), "chunk": _int_ge1("chunk")},
+            {"n_samples": 1},
+            summary="IndeCateR, per-variable exact marginalisation (unbiased; n*V*K evaluations of f)",
         ),
     )
 }
@@ -212,7 +260,7 @@ def get_estimator(name: str | SampleFn) -> SampleFn:
     if s.kind != "pathwise":
         raise ValueError(
             f"{name!r} is a score-function estimator: it needs the downstream function f. Use "
-            f"gumbelkit.estimators.surrogate(logits, f, {name!r}, ...) or reinforce_loo(logits, f, "
+            f"gumbelkit.estimators.surrogate(logits, f, {name!r}, ...) or {s.fn.__name__}(logits, f, "
             f"n_samples); sample() accepts: {', '.join(estimator_names('pathwise'))}"
         )
     return s.fn
@@ -311,9 +359,9 @@ def surrogate(
     """
     s = spec(name)
     if s.kind == "score":
-        n = 4 if n_samples is None else n_samples
+        n = s.defaults.get("n_samples", 1) if n_samples is None else n_samples
         opts = _check_options(s, {"n_samples": n, **options})
-        return reinforce_loo(logits, f, dim=dim, generator=generator, **opts).loss  # type: ignore[arg-type]
+        return s.fn(logits, f, dim=dim, generator=generator, **opts).loss  # type: ignore[no-any-return]
     n = 1 if n_samples is None else _int_ge1("n_samples")(n_samples)
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)

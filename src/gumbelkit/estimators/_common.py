@@ -34,6 +34,7 @@ from gumbelkit._validation import (
     check_noise,
     check_tau,
     check_valid,
+    dtype_of,
 )
 from gumbelkit.noise import perturb
 
@@ -88,7 +89,7 @@ def preamble(
     every estimator. The data checks are folded into the per-slice maximum (eager:
     ``ValueError``; compile: ``torch._assert_async``; ``torch.func``: skipped).
     """
-    t = check_tau(tau, scalar=True, minimum=minimum, owner=owner)
+    t = check_tau(tau, scalar=True, minimum=minimum, owner=owner, dtype=dtype_of(logits))
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)
     check_categories(logits, d)

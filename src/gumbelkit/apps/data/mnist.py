@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -88,7 +89,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         An array of the dtype and shape stored in the header.
 
     Raises:
-        ValueError: the file is not IDX (bad magic number, unknown type code, size mismatch).
+        ValueError: the file is not IDX (bad magic number, unknown type code, size mismatch), or
+            a ``.gz`` file is corrupt or truncated.
+        OSError: the file cannot be read (the error names it).
 
     Example:
         >>> images = read_idx("train-images-idx3-ubyte.gz")  # doctest: +SKIP
@@ -97,8 +100,11 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable gzip file (corrupt or truncated: {exc or type(exc).__name__})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file (the magic number must start with two zero bytes)")
     code, ndim = data[2], data[3]

@@ -2,6 +2,7 @@
 
     python -m gumbelkit.apps.textgan.report collect runs/textgan results/textgan
     python -m gumbelkit.apps.textgan.report render results/textgan
+    python -m gumbelkit.apps.textgan.report showcase results/textgan/pilot results/textgan
 
 ``collect`` copies each finished run's ``results.json``, ``samples.npy``, per-sample oracle NLLs,
 frontier samples and ``samples.txt`` (no checkpoints) into ``<results>/<corpus>/<run>/``; it skips
@@ -29,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["collect", "frontier_position", "load_runs", "main", "position", "render", "render_table", "verdict"]
+__all__ = ["collect", "frontier_position", "load_runs", "main", "position", "render", "render_table", "showcase",
+           "verdict"]
 
 # SeqGAN (Yu et al. 2017), Table 1: NLL_oracle on this oracle, T = 20 (NLL_gen not reported).
 SEQGAN_TABLE1 = (("SeqGAN paper: random generator", 10.310), ("SeqGAN paper: MLE", 9.038),
@@ -244,6 +246,52 @@ def render(root: Path) -> list[Path]:
     return written
 
 
+def showcase(root: Path, app_dir: Path) -> Path:
+    """Write ``app_dir/showcase.json``, the oracle headline the tour and the README show.
+
+    Read from the rendered results under ``root`` (``render`` first: the figure is taken from
+    ``root/figures``): the MLE run and the GAN run with the lowest NLL_oracle, each next to
+    SeqGAN's published number, and whether any GAN run lies beyond the MLE frontier.
+    """
+    oracle = load_runs(root).get("oracle")
+    if not oracle or oracle["mle"] is None or not oracle["gan"]:
+        raise FileNotFoundError(f"no oracle MLE and GAN results under {root}")
+    mle = oracle["mle"]
+    best = min(oracle["gan"], key=lambda g: g["final"]["nll_oracle"])
+    beyond = [g for g in oracle["gan"] if position(mle, g)["status"] == "beyond"]
+    published = dict(SEQGAN_TABLE1)
+    source = "Yu et al., SeqGAN, AAAI 2017, Table 1"
+    figure = root / "figures" / "oracle_quality_diversity.png"
+    rel = root.resolve().relative_to(app_dir.resolve()).as_posix()
+    data: dict[str, Any] = {
+        "app": "textgan",
+        "summary": (f"SeqGAN's synthetic oracle: MLE {mle['epochs']:g} epochs, then GAN runs of "
+                    f"{', '.join(sorted({str(g['steps']) for g in oracle['gan']}))} steps ({rel})"),
+        "train_command": best["command"],
+        "git_commit": best.get("commit"),
+        "showcase_command": f"python -m gumbelkit.apps.textgan.report showcase {root} {app_dir}",
+        "headline": [
+            {"metric": f"NLL_oracle, MLE ({mle['epochs']:g} epochs; nats per token, lower is better)",
+             "ours": mle["final"]["nll_oracle"], "published": published["SeqGAN paper: MLE"],
+             "published_source": source + ", MLE"},
+            {"metric": f"NLL_oracle, best GAN run ({_name(best)}, {best['steps']} steps)",
+             "ours": best["final"]["nll_oracle"], "published": published["SeqGAN paper: SeqGAN"],
+             "published_source": source + ", SeqGAN"},
+            {"metric": "GAN runs beyond the MLE temperature frontier",
+             "ours": float(len(beyond)), "published": None, "published_source": None},
+        ],
+        "verdict": verdict(oracle),
+    }
+    if figure.is_file():
+        data["figure"] = {"png": f"{rel}/figures/{figure.name}", "caption": (
+            "The MLE generator sampled at temperatures 0.5 to 1.2 (the frontier) and each GAN run as a "
+            "point, NLL_gen (diversity) against NLL_oracle (quality), lower is better on both. "
+            + verdict(oracle))}
+    out = app_dir / "showcase.json"
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gumbelkit.apps.textgan.report", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -253,14 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--overwrite", action="store_true")
     r = sub.add_parser("render", help="write table.md and figures from the results JSON")
     r.add_argument("results", type=Path)
+    sc = sub.add_parser("showcase", help="write APP_DIR/showcase.json (the tour's and README's headline)")
+    sc.add_argument("results", type=Path, help="rendered results, e.g. results/textgan/pilot")
+    sc.add_argument("app_dir", type=Path, help="results/textgan")
     args = p.parse_args(argv)
     try:
         if args.cmd == "collect":
             print(f"copied {len(collect(args.runs, args.results, args.overwrite))} files")
+        elif args.cmd == "showcase":
+            print(showcase(args.results, args.app_dir))
         else:
             for path in render(args.results):
                 print(path)
-    except FileExistsError as exc:
+    except (FileExistsError, FileNotFoundError) as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -8,13 +8,13 @@ sections, each a module with ``run(ctx) -> Section``:
 2. Gumbel-Max and Gumbel-top-k are exact (chi-square tests),
 3. temperature (samples on the simplex, E[max] and entropy against tau, interactive slider),
 4. where the trick goes (language-model pipeline vs sampled decision, worked example),
-5. annealing (schedules; ReinMax's polynomial programming with three temperature choices),
+5. annealing (schedules; fixed vs annealed tau on polynomial programming and the VAE, read from results/),
 6. gradients (bias / variance of estimators against an exact gradient by enumeration),
 7. use cases (text GANs, discrete VAEs, hard attention, architecture search).
 
 Example::
 
-    gumbelkit tour --out tour-report --seed 0          # about a minute or two on 2 CPU cores
+    gumbelkit tour --out tour-report --seed 0          # about half a minute on 2 CPU cores
     gumbelkit tour --quick --out /tmp/tour             # a few seconds, smaller samples
 """
 
@@ -49,7 +49,7 @@ def _section_runners() -> list[Callable[[TourContext], Section]]:
 
 
 def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: bool = True,
-             command: str | None = None) -> dict[str, Any]:
+             command: str | None = None, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Run every section and write the report; returns the ``results.json`` content.
 
     Args:
@@ -58,6 +58,8 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
         quick: smaller samples and shorter training (seconds instead of minutes).
         progress: show a progress bar per section on stderr.
         command: the command line recorded in the page (default: rebuilt from the arguments).
+        results_dir: the committed ``results/`` the use-case section reads the applications'
+            showcases from (default: the source checkout's, else ``./results``).
 
     Returns:
         The results dictionary written to ``out/results.json``.
@@ -73,6 +75,8 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
         old.unlink()
     ctx = TourContext(out=out, seed=seed, quick=quick, progress=progress,
                       sizes=Sizes.quick() if quick else Sizes())
+    if results_dir is not None:
+        ctx.results = Path(results_dir)
     t0 = time.perf_counter()
     sections: list[Section] = []
     threads = torch.get_num_threads()
@@ -84,6 +88,8 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
             section = runner(ctx)
             section.seconds = time.perf_counter() - ts
             sections.append(section)
+            if progress and not ctx.bars:  # no bars (stderr is not a terminal): one line a section
+                print(f"[tour] {section.number}. {section.title}: {section.seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(threads)
     total = time.perf_counter() - t0
@@ -97,6 +103,7 @@ def run_tour(out: str | Path, *, seed: int = 0, quick: bool = False, progress: b
         "command": command or ("gumbelkit tour --out " + str(out) + f" --seed {seed}"
                                + (" --quick" if quick else "")),
         "sizes": ctx.sizes,
+        "results_dir": None if ctx.results is None else str(ctx.results),
     }
     results = to_jsonable({
         "meta": meta,
@@ -143,10 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller samples and shorter training: seconds instead of minutes")
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.add_argument("--results", default=None, metavar="DIR",
+                        help="committed results the use-case section reads (default: the "
+                        "repository's results/, else ./results)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     command = "gumbelkit tour --out " + args.out + f" --seed {args.seed}" + (" --quick" if args.quick else "")
     results = run_tour(args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
-                       command=command)
+                       command=command, results_dir=args.results)
     print(_summary(results))
     print(f"report: {Path(args.out) / 'index.html'}  numbers: {Path(args.out) / 'results.json'}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import torch
 from matplotlib.figure import Figure as MplFigure
 from tqdm import tqdm
 
-__all__ = ["FigureRef", "Section", "Sizes", "TourContext", "fmt", "to_jsonable"]
+from gumbelkit.apps import plotting
+
+__all__ = ["FigureRef", "Section", "Sizes", "TourContext", "default_results_dir", "fmt", "to_jsonable"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,6 @@ class Sizes:
     polyprog_seeds: int = 3  # section 5: seeds per configuration
     grad_samples: int = 20_000  # section 6: gradient draws per (estimator, tau)
     grad_taus: int = 9  # section 6: taus on the log grid 0.1 .. 10
-    run_apps: bool = True  # section 7: run the applications' quick modes
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -52,7 +54,6 @@ class Sizes:
             polyprog_seeds=1,
             grad_samples=3_000,
             grad_taus=5,
-            run_apps=False,
         )
 
 
@@ -95,15 +96,28 @@ class Section:
     seconds: float = 0.0
 
 
+def default_results_dir() -> Path | None:
+    """The committed ``results/`` of the source checkout this package runs from, else ``./results``.
+
+    ``None`` when neither exists (e.g. an installed wheel run outside the repository).
+    """
+    checkout = Path(__file__).resolve().parents[4] / "results"  # src/gumbelkit/apps/tour/ -> repo
+    for candidate in (checkout, Path.cwd() / "results"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 @dataclass
 class TourContext:
-    """Where the report goes and how big the run is."""
+    """Where the report goes, how big the run is, and where the committed results are."""
 
     out: Path
     seed: int = 0
     quick: bool = False
     progress: bool = True
     sizes: Sizes = dataclasses.field(default_factory=Sizes)
+    results: Path | None = dataclasses.field(default_factory=default_results_dir)
 
     @property
     def fig_dir(self) -> Path:
@@ -116,14 +130,17 @@ class TourContext:
 
     def save_figure(self, fig: MplFigure, name: str, caption: str) -> FigureRef:
         """Write ``fig`` as ``figures/<name>.png`` and return its reference."""
-        self.fig_dir.mkdir(parents=True, exist_ok=True)
-        path = self.fig_dir / f"{name}.png"
-        fig.savefig(path, dpi=90, metadata={"Software": "gumbelkit tour"})
+        plotting.save(fig, self.fig_dir / f"{name}.png", software="gumbelkit tour")
         return FigureRef(name=name, path=f"figures/{name}.png", caption=caption)
 
+    @property
+    def bars(self) -> bool:
+        """Progress bars only on a terminal: a log file gets no carriage-return frames."""
+        return self.progress and sys.stderr.isatty()
+
     def bar(self, desc: str, total: int) -> tqdm:
-        """A progress bar for one section (on stderr)."""
-        return tqdm(total=total, desc=desc, leave=True, disable=not self.progress, ncols=88,
+        """A progress bar for one section (on stderr, when it is a terminal)."""
+        return tqdm(total=total, desc=desc, leave=True, disable=not self.bars, ncols=88,
                     bar_format="{desc:<28}{percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}]")
 
 

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from scipy import stats
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import Section, TourContext, fmt, fmt_p
 from gumbelkit.noise import GUMBEL_NOISE_MAX, GUMBEL_NOISE_MIN, gumbel_noise
 
@@ -51,15 +51,29 @@ def run(ctx: TourContext) -> Section:
     # u below 1 is 1 - 2^-24
     naive_cap = -math.log(-math.log1p(-(2.0**-24)))
 
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = plotting.figure(11, 4.6)
+    grid_spec = fig.add_gridspec(2, 2, height_ratios=(3, 1.3))
+    ax1 = fig.add_subplot(grid_spec[0, 0])
+    ax_res = fig.add_subplot(grid_spec[1, 0], sharex=ax1)
+    ax2 = fig.add_subplot(grid_spec[:, 1])
+    edges = np.linspace(-4, 12, 161)
+    counts, _ = np.histogram(x64, bins=edges)
+    width = edges[1] - edges[0]
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    ax1.bar(centres, counts / (n * width), width=width, color="#9ecae1", lw=0, label=f"gumbel_noise, n = {n:,}")
     grid = np.linspace(-4, 12, 400)
-    ax1.hist(x64, bins=160, range=(-4, 12), density=True, color="#9ecae1", label=f"gumbel_noise, n={n:,}")
     ax1.plot(grid, stats.gumbel_r.pdf(grid), color="#08519c", lw=1.6, label=r"exact density $e^{-(x+e^{-x})}$")
-    ax1.set_xlabel("x")
     ax1.set_ylabel("density")
     ax1.set_title(f"Histogram vs exact density (KS p = {fmt_p(ks64.pvalue)})")
-    ax1.legend(fontsize=8)
+    ax1.tick_params(labelbottom=False)
+    plotting.style_axes(ax1)
+    # goodness of fit per bin: the exact probability of each bin from scipy's CDF
+    # bins expecting fewer than 20 draws are left out: their residuals are too skewed to read
+    p_bin = np.diff(stats.gumbel_r.cdf(edges))
+    fit = n * p_bin >= 20
+    plotting.residual_panel(ax_res, centres[fit],
+                            plotting.standardised_residuals(counts[fit], p_bin[fit], n),
+                            xlabel="x", stems=False)
     xs = np.sort(x64)
     surv = 1.0 - np.arange(1, n + 1) / n  # empirical P(G > x_i)
     keep = surv > 0
@@ -68,9 +82,11 @@ def run(ctx: TourContext) -> Section:
     ax2.semilogy(tail, stats.gumbel_r.sf(tail), color="#08519c", lw=1.2, ls="--", label=r"exact $1 - e^{-e^{-x}}$")
     ax2.axvline(naive_cap, color="#cb181d", lw=1, ls=":", label=f"cap of naive float32 noise ({naive_cap:.2f})")
     ax2.set_xlabel("x")
+    ax2.set_ylabel("P(G > x)")
     ax2.set_title("Upper tail (log scale)")
-    ax2.legend(fontsize=8)
-    f1 = ctx.save_figure(fig, "s1_gumbel_density", "Left: a histogram of gumbel_noise samples over the exact Gumbel(0, 1) density. Right: the upper tail on a log scale; the dotted line is where noise computed naively from a float32 uniform stops.")
+    plotting.style_axes(ax2)
+    plotting.legend_outside(fig, [ax1, ax2, ax_res])
+    f1 = ctx.save_figure(fig, "s1_gumbel_density", "Left: a histogram of gumbel_noise samples over the exact Gumbel(0, 1) density, and below it each bin's standardised residual (count minus its exact expectation, in standard errors; bins expecting at least 20 draws; about 95% of them fall inside the grey band when the noise is right). Right: the upper tail on a log scale; the dotted line is where noise computed naively from a float32 uniform stops.")
     bar.update()
     bar.close()
 

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from scipy import stats
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import Section, TourContext, chunks, fmt, fmt_p
 from gumbelkit.functional import gumbel_max, gumbel_topk
 
@@ -103,38 +103,50 @@ def run(ctx: TourContext) -> Section:
     }
     bar.update()
 
-    fig = Figure(figsize=(11, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(_VECTORS))
-    for ax, (name, _, desc) in zip(axes, _VECTORS, strict=True):
+    # Goodness of fit: exact p and observed frequency (markers on a log scale, no bars: a bar's
+    # length on a log axis depends on where the axis starts), and below them each category's
+    # standardised residual, where a deviation of a few standard errors would stand out.
+    fig = plotting.figure(11, 4.4)
+    axes = fig.subplots(2, len(_VECTORS), height_ratios=(2.2, 1.4), sharex="col")
+    for j, (name, _, desc) in enumerate(_VECTORS):
         r = results[name]
-        K_ = len(r["p"])
-        xs = np.arange(K_)
+        ax, ax_res = axes[0, j], axes[1, j]
+        p_ = np.array(r["p"])
+        xs = np.arange(len(p_))
+        live = p_ > 0
         freq = np.array(r["frequencies"])
-        ax.bar(xs, np.where(freq > 0, freq, np.nan), color="#9ecae1", label="gumbel_max frequency")
-        ax.scatter(xs, [v if v > 0 else np.nan for v in r["p"]], color="#cb181d", marker="_", s=300,
-                   lw=2, label="exact p", zorder=3)
-        for i, v in enumerate(r["p"]):
-            if v == 0:
-                ax.text(i, 1e-4, f"masked\n{r['masked_draws']} draws", ha="center", fontsize=7)
+        ax.plot(xs[live], p_[live], "_", color="#cb181d", ms=16, mew=2, label="exact p = softmax(logits)")
+        ax.plot(xs[live], freq[live], "o", color="#08519c", ms=4, label="gumbel_max frequency")
         ax.set_yscale("log")
-        ax.set_ylim(3e-5, 1.2)
-        ax.set_xticks(xs)
-        ax.set_title(f"{desc}\nchi2 p = {fmt_p(r['pvalue'])}", fontsize=9)
-        ax.set_xlabel("category")
-    axes[0].set_ylabel("probability (log scale)")
-    axes[0].legend(fontsize=7, loc="lower left")
-    f1 = ctx.save_figure(fig, "s2_gumbel_max", f"Frequencies of {n:,} gumbel_max draws (bars) against softmax(logits) (red marks), log scale, for three logit vectors.")
+        ax.set_ylim(3e-5, 2)
+        ax.set_title(f"{desc}\nchi2 p = {fmt_p(r['pvalue'])}")
+        plotting.style_axes(ax)
+        z = plotting.standardised_residuals(r["counts"], p_, n)
+        plotting.residual_panel(ax_res, xs[live], z[live], xlabel="category")
+        for i in np.flatnonzero(~live):
+            ax.text(i, 1e-4, "masked", ha="center", fontsize=7, rotation=90, color="#525252")
+            ax_res.text(i, 0, f"{int(r['counts'][i])} draws", ha="center", va="center", fontsize=7,
+                        rotation=90, color="#525252", bbox={"fc": "white", "ec": "none", "pad": 1})
+        ax_res.set_xticks(xs)
+        ax_res.set_xlim(-0.6, len(p_) - 0.4)
+        if j:
+            ax_res.set_ylabel("")
+    axes[0, 0].set_ylabel("probability (log scale)")
+    plotting.legend_outside(fig, [axes[0, 0], axes[1, 0]])
+    f1 = ctx.save_figure(fig, "s2_gumbel_max", f"Top: frequencies of {n:,} gumbel_max draws (dots) against softmax(logits) (red marks), log scale, for three logit vectors. Bottom: each category's standardised residual (count minus n p, in standard errors); an exact sampler keeps about 95% of them inside the grey band. Masked categories are never drawn.")
 
-    fig = Figure(figsize=(5.2, 4.2), layout="constrained")
-    ax = fig.subplots()
-    ax.loglog(exact, tc / nk, "o", color="#08519c", ms=4, label=f"{len(tuples)} ordered {_TOPK_K}-tuples")
+    fig = plotting.figure(8.2, 4.6)
+    ax, ax_res = fig.subplots(2, 1, height_ratios=(2.4, 1.2), sharex=True)
+    ax.loglog(exact, tc / nk, "o", color="#08519c", ms=3.5, label=f"{len(tuples)} ordered {_TOPK_K}-tuples")
     lim = [exact.min() * 0.7, exact.max() * 1.4]
     ax.plot(lim, lim, color="#cb181d", lw=1, label="y = x")
-    ax.set_xlabel("Plackett-Luce probability (exact)")
     ax.set_ylabel("gumbel_topk frequency")
-    ax.set_title(f"Gumbel-top-{_TOPK_K} of {K}: chi2 p = {fmt_p(chi_t.pvalue)}", fontsize=10)
-    ax.legend(fontsize=8)
-    f2 = ctx.save_figure(fig, "s2_gumbel_topk", f"Every ordered {_TOPK_K}-tuple drawn by gumbel_topk ({nk:,} draws) against its exact Plackett-Luce probability.")
+    ax.set_title(f"Gumbel-top-{_TOPK_K} of {K}: chi2 p = {fmt_p(chi_t.pvalue)}")
+    plotting.style_axes(ax)
+    plotting.residual_panel(ax_res, exact, plotting.standardised_residuals(tc, exact, nk),
+                            xlabel="Plackett-Luce probability (exact)", stems=False)
+    plotting.legend_outside(fig)
+    f2 = ctx.save_figure(fig, "s2_gumbel_topk", f"Every ordered {_TOPK_K}-tuple drawn by gumbel_topk ({nk:,} draws) against its exact Plackett-Luce probability; below, each tuple's standardised residual.")
     bar.update()
     bar.close()
 

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import Section, TourContext, fmt, rounded
 from gumbelkit.apps.tour.html import slider_html
 from gumbelkit.functional import gumbel_softmax_sample
@@ -56,7 +56,7 @@ def run(ctx: TourContext) -> Section:
             "fraction_within_0.05_of_a_vertex": float((s.soft.max(-1).values > 0.95).double().mean()),
         }
 
-    fig = Figure(figsize=(12, 2.9), layout="constrained")
+    fig = plotting.figure(12, 2.9)
     axes = fig.subplots(1, len(SHOW_TAUS))
     for ax, tau in zip(axes, SHOW_TAUS, strict=True):
         xy = points[tau] @ _CORNERS  # barycentric -> plane
@@ -71,20 +71,25 @@ def run(ctx: TourContext) -> Section:
         ax.axis("off")
     f1 = ctx.save_figure(fig, "s3_simplex", f"{m:,} Gumbel-Softmax samples of p = {P3} on the 2-simplex at five temperatures: near the corners (one-hot) at small tau, near the centre (uniform) at large tau.")
 
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    fig = plotting.figure(11, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.semilogx(taus, e_max, "o-", ms=3, color="#08519c", label="E[max_i y_i] (measured)")
-    ax1.axhline(1.0, color="#cb181d", ls=":", lw=1, label="one-hot limit (tau -> 0): 1")
-    ax1.axhline(1 / 3, color="#31a354", ls=":", lw=1, label="uniform limit (tau -> inf): 1/3")
+    measured = "measured: mean over draws"
+    one_hot, uniform = "limit tau -> 0 (one-hot)", "limit tau -> inf (uniform)"
+    ax1.semilogx(taus, e_max, "o-", ms=3, color="#08519c", label=measured)
+    ax1.axhline(1.0, color="#cb181d", ls=":", lw=1, label=one_hot)
+    ax1.axhline(1 / 3, color="#31a354", ls=":", lw=1, label=uniform)
+    ax1.set_ylim(0, 1.08)
     ax1.set_xlabel("tau (log scale)")
-    ax1.set_title("Expected largest entry")
-    ax1.legend(fontsize=8)
-    ax2.semilogx(taus, e_ent, "o-", ms=3, color="#08519c", label="E[entropy of y] (measured)")
-    ax2.axhline(0.0, color="#cb181d", ls=":", lw=1, label="one-hot limit: 0")
-    ax2.axhline(math.log(3), color="#31a354", ls=":", lw=1, label=f"uniform limit: ln 3 = {math.log(3):.4f}")
+    ax1.set_title("Expected largest entry E[max_i y_i] (limits 1 and 1/3)")
+    ax2.semilogx(taus, e_ent, "o-", ms=3, color="#08519c", label=measured)
+    ax2.axhline(0.0, color="#cb181d", ls=":", lw=1, label=one_hot)
+    ax2.axhline(math.log(3), color="#31a354", ls=":", lw=1, label=uniform)
+    ax2.set_ylim(-0.04, 1.12 * math.log(3))
     ax2.set_xlabel("tau (log scale)")
-    ax2.set_title("Expected entropy (nats)")
-    ax2.legend(fontsize=8)
+    ax2.set_title(f"Expected entropy in nats (limits 0 and ln 3 = {math.log(3):.4f})")
+    for ax in (ax1, ax2):
+        plotting.style_axes(ax)
+    plotting.legend_outside(fig)
     f2 = ctx.save_figure(fig, "s3_tau_curves", f"Expected largest entry and expected entropy of a Gumbel-Softmax sample of p = {P3} against tau ({nc:,} draws per tau).")
     bar.update()
     bar.close()

@@ -6,8 +6,8 @@ import html
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
+from gumbelkit.apps import plotting
 from gumbelkit.apps.tour._report import Section, TourContext, fmt
 from gumbelkit.functional import gumbel_softmax, gumbel_softmax_sample
 from gumbelkit.noise import gumbel_noise
@@ -84,7 +84,7 @@ def run(ctx: TourContext) -> Section:
         "downstream_loss_hard": loss_hard,
     }
 
-    fig = Figure(figsize=(11, 5.2), layout="constrained")
+    fig = plotting.figure(11, 5.2)
     axs = fig.subplots(2, 3)
     xs = np.arange(K)
     panels_a = [
@@ -102,6 +102,7 @@ def run(ctx: TourContext) -> Section:
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(xs, VOCAB, fontsize=8)
         ax.set_title(title, fontsize=9)
+        plotting.style_axes(ax, grid=False)
     fig.suptitle("A: a language model trained by cross entropy (no sampling)    "
                  "B: a sampled, differentiable decision", fontsize=10)
     f1 = ctx.save_figure(fig, "s4_pipelines", "Top: the ordinary language-model pipeline, from logits to probabilities to the cross-entropy gradient. Bottom: the Gumbel-Softmax pipeline for the same logits and one noise draw, soft and straight-through.")

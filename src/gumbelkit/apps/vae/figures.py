@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 import gumbelkit
+from gumbelkit.apps import plotting
 from gumbelkit.apps.training.metrics import read_metrics
 from gumbelkit.apps.vae.model import CategoricalVAE
 
-__all__ = ["write_all"]
+__all__ = ["draw_reconstructions", "reconstruction_arrays", "write_all"]
 
-_DPI = 80
+
+def _images(flat: np.ndarray) -> np.ndarray:
+    """(N, 784) -> (N, 28, 28)."""
+    return flat.reshape(-1, 28, 28)
 
 
 def _grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -28,44 +31,54 @@ def _grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def curves(metrics_path: Path, path: Path) -> None:
-    """Training -ELBO (the estimator's objective), validation -ELBO and tau against the step."""
+    """Training loss and validation -ELBO (top), and tau (bottom), against the step."""
     records = read_metrics(metrics_path)
     train = [r for r in records if r["split"] == "train"]
     valid = [r for r in records if r["split"] == "valid"]
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss (estimator's sample)")
+    fig = plotting.figure(7.5, 4.2)
+    ax, ax_tau = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    steps = [r["step"] for r in train]
+    ax.plot(steps, [r["loss"] for r in train], color="#3182bd", lw=1, label="train loss (the estimator's sample)")
     if valid:
-        ax.plot([r["step"] for r in valid], [r["neg_elbo"] for r in valid], "o-", label="valid -ELBO (one-hot z)")
-    ax.set_xlabel("step")
+        ax.plot([r["step"] for r in valid], [r["neg_elbo"] for r in valid], "o-", color="#e6550d", ms=4,
+                label="valid -ELBO (one-hot z)")
     ax.set_ylabel("nats")
     losses = [r["loss"] for r in train if isinstance(r["loss"], float)]
-    if losses:
+    if losses:  # the first steps' losses (~550 nats) would flatten the rest of the curve
         ax.set_ylim(min(losses) - 5, np.percentile(losses, 95) + 10)
-    ax2 = ax.twinx()
-    ax2.plot([r["step"] for r in train], [r["tau"] for r in train], color="gray", ls="--", label="tau")
-    ax2.set_ylabel("tau")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    taus = [r["tau"] for r in train]
+    ax_tau.plot(steps, taus, color="#525252", lw=1.2, label="tau (schedule)")
+    plotting.zero_based(ax_tau, taus)  # a constant tau stays a flat line at its value
+    ax_tau.set_ylabel("tau")
+    ax_tau.set_xlabel("step")
+    for a in (ax, ax_tau):
+        plotting.style_axes(a)
+        plotting.integer_ticks(a.xaxis)
+    plotting.legend_outside(fig, where="below", ncols=3)
+    plotting.save(fig, path)
 
 
 @torch.no_grad()
+def reconstruction_arrays(model: CategoricalVAE, x: torch.Tensor, generator: torch.Generator
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs ``(N, 28, 28)``, decoder means ``(N, 28, 28)`` given one-hot z ~ q(z|x), codes ``(N, L)``."""
+    s = gumbelkit.gumbel_softmax_sample(model.encode(x), 1.0, generator=generator)
+    rec = torch.sigmoid(model.decode(s.hard))
+    return _images(x.cpu().numpy()), _images(rec.cpu().numpy()), s.hard.argmax(-1).cpu().numpy()
+
+
+def draw_reconstructions(inputs: np.ndarray, outputs: np.ndarray, path: Path, *, title: str | None = None) -> None:
+    """Inputs (top row) over their reconstructions (bottom row)."""
+    n = len(inputs)
+    fig = plotting.figure(0.62 * n + 1.2, 1.75 if title else 1.45)
+    plotting.image_rows(fig, [inputs, outputs], ["input", "reconstruction"], title=title)
+    plotting.save(fig, path)
+
+
 def reconstructions(model: CategoricalVAE, x: torch.Tensor, path: Path, generator: torch.Generator) -> None:
     """Top row: test images; bottom row: decoder means given one-hot z ~ q(z|x)."""
-    x = x[:12]
-    z = gumbelkit.gumbel_softmax_sample(model.encode(x), 1.0, generator=generator).hard
-    rec = torch.sigmoid(model.decode(z))
-    mosaic = _grid(torch.cat([x, rec]).cpu().numpy(), 2, len(x))
-    fig = Figure(figsize=(len(x) * 0.6, 1.4))
-    ax = fig.subplots()
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
-    ax.set_axis_off()
-    ax.set_title("test images (top) and reconstructions (bottom)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    inputs, outputs, _ = reconstruction_arrays(model, x[:12], generator)
+    draw_reconstructions(inputs, outputs, path, title="test images and their reconstructions (one-hot z ~ q(z|x))")
 
 
 @torch.no_grad()
@@ -75,28 +88,29 @@ def prior_samples(model: CategoricalVAE, path: Path, generator: torch.Generator)
     device = next(model.parameters()).device
     idx = torch.randint(0, C, (64, L), generator=generator, device=device)
     imgs = torch.sigmoid(model.decode(F.one_hot(idx, C).float()))
-    fig = Figure(figsize=(4, 4))
+    fig = plotting.figure(4, 4.2)
     ax = fig.subplots()
     ax.imshow(_grid(imgs.cpu().numpy(), 8, 8), cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
-    ax.set_title("samples from the prior (decoder means)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    ax.set_title("samples from the prior (decoder means)", fontsize=plotting.FONT + 1)
+    plotting.save(fig, path)
 
 
 @torch.no_grad()
 def code_usage(model: CategoricalVAE, x: torch.Tensor, path: Path) -> None:
     """Average posterior q(z_l = c | x) over test images, per variable l and class c."""
     q = torch.cat([F.softmax(model.encode(x[s : s + 1000]), -1) for s in range(0, len(x), 1000)]).mean(0)
-    fig = Figure(figsize=(4.5, 3.5))
+    fig = plotting.figure(4.8, 4.2)
     ax = fig.subplots()
     im = ax.imshow(q.cpu().numpy(), aspect="auto", cmap="viridis", vmin=0)
     ax.set_xlabel("class c")
     ax.set_ylabel("latent variable l")
-    ax.set_title("mean q(z_l = c | x) over test images", fontsize=8)
+    plotting.integer_ticks(ax.xaxis)
+    plotting.integer_ticks(ax.yaxis)
+    ax.set_title("mean q(z_l = c | x) over test images")
+    plotting.style_axes(ax, grid=False)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    plotting.save(fig, path)
 
 
 def write_all(model: CategoricalVAE, test_x: torch.Tensor, out_dir: Path,

