@@ -26,7 +26,7 @@ from gumbelkit.functional import (
     gumbel_topk,
     straight_through,
 )
-from gumbelkit.nn import GumbelSoftmax
+from gumbelkit.nn import ArchitectureSampler, GumbelSoftmax, MixedOp
 from gumbelkit.noise import (
     GUMBEL_NOISE_MAX,
     GUMBEL_NOISE_MIN,
@@ -56,6 +56,7 @@ from gumbelkit.subsets import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchitectureSampler",
     "GUMBEL_NOISE_MAX",
     "GUMBEL_NOISE_MIN",
     "ConstantTau",
@@ -66,6 +67,7 @@ __all__ = [
     "GumbelSoftmaxSample",
     "InverseTemperatureTau",
     "LinearTau",
+    "MixedOp",
     "RelaxedBernoulli",
     "RelaxedBernoulliStraightThrough",
     "RelaxedOneHotCategorical",

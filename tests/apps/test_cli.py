@@ -18,14 +18,21 @@ SMOKE_TESTS = {
     "tour": "test_tour.py:test_report_files",  # runs `gumbelkit tour --quick` via cli.main
     "train": "test_vae.py:test_cli_smoke_and_resume",  # `gumbelkit train vae`; apps: test_vae.py
     "estimators": "test_polyprog.py:test_subcommand_quick",  # every benchmark, --quick
+    "search": "test_nas.py:test_search_cli_smoke",  # `gumbelkit search gdas --quick`; the other
+    # experiments of `gumbelkit search`: test_nas.py:test_{toy_cli,gdas_recovers_a_teachers_operations,bench_cli_smoke}
+    "dalle": "test_dvae.py:test_classifier_and_dalle_quick",  # `gumbelkit dalle sample` and `evaluate`
 }
 # Every application of `gumbelkit train <app>` -> the test that runs it tiny and checks a number.
 APP_SMOKE_TESTS = {
     "vae": "test_vae.py:test_cli_smoke_and_resume",
+    "dvae": "test_dvae.py:test_train_dvae_quick_beats_independent_pixels",
+    "dalle": "test_dvae.py:test_classifier_and_dalle_quick",
+    "classifier": "test_dvae.py:test_classifier_and_dalle_quick",
     "l2x": "test_select.py:test_l2x_cli_smoke",
     "select": "test_select.py:test_select_cli_smoke",
     "glimpse": "test_select.py:test_glimpse_cli_smoke_with_evaluator",
     "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
+    "nas": "test_nas.py:test_toy_cli",  # `gumbelkit train nas toy` (= `gumbelkit search toy`)
 }
 TESTS = Path(__file__).parent
 

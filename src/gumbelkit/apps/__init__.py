@@ -16,11 +16,17 @@ __all__ = ["APPS", "main"]
 # name -> ("module:function", one-line help)
 APPS: dict[str, tuple[str, str]] = {
     "vae": ("gumbelkit.apps.vae.train:main", "categorical VAE on binarized MNIST (Jang et al. 2017)"),
+    "dvae": ("gumbelkit.apps.dvae.train:main", "DALL-E's discrete VAE (and a VQ-VAE) on MNIST / Fashion-MNIST"),
+    "dalle": ("gumbelkit.apps.dvae.prior:main", "stage 2: a caption-conditioned transformer over a dVAE's codes"),
+    "classifier": ("gumbelkit.apps.dvae.classifier:main", "a small CNN on real MNIST / Fashion-MNIST (scores generated images)"),
     "select": ("gumbelkit.apps.select.concrete:main", "concrete autoencoder: choose 50 pixels of MNIST / Fashion-MNIST (Abid et al. 2019)"),
     "glimpse": ("gumbelkit.apps.select.glimpse:main", "hard attention: classify an image from k of its 49 patches"),
     "l2x": ("gumbelkit.apps.select.l2x:main", "instance-wise feature selection on L2X's synthetic data (Chen et al. 2018)"),
     "textgan": ("gumbelkit.apps.textgan.train:main",
                 "Gumbel-Softmax text GAN on SeqGAN's oracle or Jane Austen (RelGAN-style)"),
+    "nas": ("gumbelkit.apps.nas.train:main",
+            "architecture search with GDAS: `gumbelkit train nas gdas|toy|teacher|bench|publish` "
+            "(the same as `gumbelkit search ...`)"),
 }
 
 

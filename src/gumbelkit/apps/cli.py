@@ -17,6 +17,14 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("gumbelkit.apps.tour:main", "write the measured, illustrated report of the library's claims"),
     "train": ("gumbelkit.apps:main", "train an application (e.g. `gumbelkit train vae --help`)"),
+    "search": (
+        "gumbelkit.apps.nas.train:main",
+        "architecture search with GDAS and its known-answer checks (e.g. `gumbelkit search gdas --help`)",
+    ),
+    "dalle": (
+        "gumbelkit.apps.dvae.dalle:main",
+        "images from a caption with a trained dVAE + prior (e.g. `gumbelkit dalle sample \"ankle boot\" --prior-dir DIR`)",
+    ),
     "estimators": (
         "gumbelkit.apps.polyprog.bench:main",
         "run the published small estimator benchmarks (e.g. `gumbelkit estimators polyprog`)",

@@ -62,6 +62,9 @@ ESTIMATOR_STYLES: dict[str, dict[str, Any]] = {
     "gst": {"color": "#9467bd", "marker": "^", "linestyle": "-"},
     "reinmax": {"color": "#8c564b", "marker": "v", "linestyle": "-"},
     "reinforce": {"color": "#e377c2", "marker": "P", "linestyle": "-"},
+    # decoupled_st with tau_forward = tau is st_gs: dotted with open markers, to stay visible over it
+    "decoupled_st": {"color": "#17becf", "marker": "h", "linestyle": ":", "markerfacecolor": "none"},
+    "indecater": {"color": "#bcbd22", "marker": "*", "linestyle": "-"},
 }
 _OTHER = {"color": "#7f7f7f", "marker": "x", "linestyle": "-"}
 

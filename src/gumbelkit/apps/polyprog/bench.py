@@ -713,7 +713,9 @@ def _parser() -> argparse.ArgumentParser:
     qp.add_argument("--taus", default="0.1,0.25,0.5,1,2,5", help="comma-separated temperatures")
     qp.add_argument("--render", action="store_true", help="only re-render qp.md and qp.png from qp.json in --out")
 
-    an = sub.add_parser("anneal", help="fixed vs annealed tau on polynomial programming, with exact-gradient diagnostics")
+    an = sub.add_parser("anneal", help="fixed vs annealed tau on polynomial programming, with exact-gradient diagnostics",
+                        formatter_class=fmt, description="Fixed against annealed temperatures on polynomial "
+                        "programming, with the exact gradient's bias and variance along the run.")
     common(an)
     an.add_argument("--estimators", default="st_gs,gs", help="comma-separated estimator names")
     an.add_argument("--p", type=_positive_float, default=2.0, help="exponent p of the loss mean|z - 0.45|^p")

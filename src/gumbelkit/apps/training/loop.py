@@ -168,9 +168,17 @@ class Task:
         """Adam at ``config.lr`` by default."""
         return torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
+    def after_step(self, ctx: StepContext) -> dict[str, float]:
+        """Called after every applied optimizer step with the step's context (``ctx.step`` counts
+        the steps before it), e.g. the architecture update of a bi-level search; returns floats
+        to log. Draw any randomness from ``ctx.generator`` to keep ``--resume`` exact. Nothing by
+        default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """State beyond the model and its optimizer that a checkpoint must hold (e.g. a GAN's
-        discriminator and its optimizer, stepped inside :meth:`training_step`). Empty by default."""
+        discriminator and its optimizer, stepped inside :meth:`training_step`, or a search's
+        architecture optimizer, stepped in :meth:`after_step`). Empty by default."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -465,9 +473,11 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
                     torch.nn.utils.clip_grad_norm_(
                         [p for group in optimizer.param_groups for p in group["params"]], config.grad_clip)
                 optimizer.step()
+                with rank_failures(info, device, f"after step {step + 1}"):
+                    extra = task.after_step(ctx)
                 consecutive = 0
                 window_steps += 1
-                for k, v in {"loss": loss_value, **out.metrics}.items():
+                for k, v in {"loss": loss_value, **out.metrics, **extra}.items():
                     window[k] = window.get(k, 0.0) + float(v)
             step += 1
             window_examples += config.batch_size
