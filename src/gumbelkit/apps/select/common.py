@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import platform
-import subprocess
+import shlex
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from gumbelkit import subsets
+from gumbelkit.apps.provenance import git_state
 
 __all__ = ["SUBSET_SELECTORS", "environment", "provenance", "select"]
 
@@ -29,20 +29,9 @@ def select(logits: Tensor, k: int, selector: str, tau: float, *, generator: torc
 
 def provenance(prog: str, argv: Sequence[str] | None) -> dict[str, Any]:
     """The command that made a result and the git commit it ran at (``dirty`` if uncommitted
-    changes to tracked files existed)."""
-    root = Path(__file__).resolve().parents[4]
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"command": " ".join([prog, *(argv or [])]), "commit": commit,
-            "dirty": None if status is None else bool(status)}
+    changes to tracked files existed), from the shared :func:`gumbelkit.apps.provenance.git_state`."""
+    state = git_state()
+    return {"command": shlex.join([*prog.split(), *(argv or [])]), "commit": state["commit"], "dirty": state["dirty"]}
 
 
 def environment(device: torch.device) -> dict[str, Any]:
