@@ -43,7 +43,7 @@ faults: $(STAMP)
 	$(PY) -m pytest -q -m faults
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_ops.py --out results/bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -389,7 +389,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny shapes, 3 repeats (seconds)")
-    p.add_argument("--out", default="results/bench", help="output folder (JSON + markdown)")
+    p.add_argument("--out", default="runs/bench",
+                   help="output folder (JSON + markdown); the committed table: --out results/bench (make bench)")
     p.add_argument("--repeats", type=int, default=0, help="timed repeats (default 7, quick 3)")
     p.add_argument(
         "--dvae-batch", type=int, default=2,
@@ -406,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_child(op, impl, sh)))
         return 0
     report = run(args)
+    from gumbelkit.apps.provenance import git_state
+
+    report["git"] = git_state()  # the commit the numbers were measured at
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_ops.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -52,7 +52,8 @@ def _commit() -> str | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "textgan" / "discriminator_timing.json")
+    p.add_argument("--out", type=Path, default=Path("runs/textgan_disc/discriminator_timing.json"),
+                   help="output JSON; the committed one: --out results/textgan/discriminator_timing.json")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -73,7 +74,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "what": "CPU process seconds of one forward+backward, batch (64, 20), V = 5000, one thread, median",
-        "command": "python benchmarks/textgan_disc.py", "commit": _commit(), "repeats": args.repeats, "rows": rows,
+        "command": "python benchmarks/textgan_disc.py --out results/textgan/discriminator_timing.json", "commit": _commit(), "repeats": args.repeats, "rows": rows,
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()},
     }, indent=2) + "\n")
 

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--estimators", nargs="+", default=["st", "gs", "gumbel_rao"])
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "vae")
+    p.add_argument("--out", type=Path, default=Path("runs/vae_step"),
+                   help="output folder; the committed table: --out results/vae")
     args = p.parse_args(argv)
     from gumbelkit.apps.provenance import provenance
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['estimator']} | {ms['default_adam']:.2f} | {ms['app']:.2f} | "
                      f"{ex['default_adam']:.0f} -> {ex['app']:.0f} | {r['speedup']:.2f}x |")
     md = "\n".join(lines) + (f"\n\nMedian of {args.repeats} interleaved repeats of {args.steps} steps, process CPU "
-                             f"time, one thread. Regenerate: `python benchmarks/vae_step.py`.\n")
+                             f"time, one thread. Regenerate: `python benchmarks/vae_step.py --out results/vae`.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step_bench.json").write_text(json.dumps(payload, indent=2) + "\n")
     (args.out / "step_bench.md").write_text(md)

@@ -62,6 +62,18 @@ def _fraction(step: int, total: int) -> float:
     return min(_check_step(step) / total, 1.0)
 
 
+class _Interpolation:
+    """Base of the schedules that go from ``tau0`` to ``tau_end`` in ``total`` steps: the checks."""
+
+    tau0: float
+    tau_end: float
+    total: int
+
+    def __post_init__(self) -> None:
+        _check_taus(("tau0", self.tau0), ("tau_end", self.tau_end))
+        _check_total(self.total)
+
+
 @dataclass(frozen=True)
 class ConstantTau:
     """``tau(step) = tau0``."""
@@ -104,7 +116,7 @@ class ExponentialTau:
 
 
 @dataclass(frozen=True)
-class LinearTau:
+class LinearTau(_Interpolation):
     r"""Linear interpolation from ``tau0`` to ``tau_end`` over ``total`` steps, then ``tau_end``.
 
     .. math:: \tau(t) = \tau_0 + (\tau_{end} - \tau_0) \min(t / T, 1)
@@ -116,16 +128,12 @@ class LinearTau:
     tau_end: float = 0.1
     total: int = 1000
 
-    def __post_init__(self) -> None:
-        _check_taus(("tau0", self.tau0), ("tau_end", self.tau_end))
-        _check_total(self.total)
-
     def __call__(self, step: int) -> float:
         return self.tau0 + (self.tau_end - self.tau0) * _fraction(step, self.total)
 
 
 @dataclass(frozen=True)
-class CosineTau:
+class CosineTau(_Interpolation):
     r"""Cosine interpolation from ``tau0`` to ``tau_end`` over ``total`` steps, then ``tau_end``.
 
     .. math:: \tau(t) = \tau_{end} + \tfrac12(\tau_0 - \tau_{end})(1 + \cos(\pi \min(t/T, 1)))
@@ -135,17 +143,13 @@ class CosineTau:
     tau_end: float = 0.1
     total: int = 1000
 
-    def __post_init__(self) -> None:
-        _check_taus(("tau0", self.tau0), ("tau_end", self.tau_end))
-        _check_total(self.total)
-
     def __call__(self, step: int) -> float:
         frac = _fraction(step, self.total)
         return self.tau_end + 0.5 * (self.tau0 - self.tau_end) * (1.0 + math.cos(math.pi * frac))
 
 
 @dataclass(frozen=True)
-class InverseTemperatureTau:
+class InverseTemperatureTau(_Interpolation):
     r"""RelGAN's schedule, written as a temperature (geometric from ``tau0`` to ``tau_end``).
 
     RelGAN anneals the *inverse* temperature :math:`\beta_t = \beta_{max}^{t/T}` from 1 to
@@ -160,10 +164,6 @@ class InverseTemperatureTau:
     tau0: float = 1.0
     tau_end: float = 0.01
     total: int = 3000
-
-    def __post_init__(self) -> None:
-        _check_taus(("tau0", self.tau0), ("tau_end", self.tau_end))
-        _check_total(self.total)
 
     def __call__(self, step: int) -> float:
         frac = _fraction(step, self.total)

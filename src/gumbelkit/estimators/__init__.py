@@ -101,19 +101,10 @@ __all__ = [
 SampleFn = Callable[..., EstimatorSample]
 
 
-def _int_ge1(name: str) -> Callable[[object], int]:
+def _int_at_least(low: int, name: str) -> Callable[[object], int]:
     def check(v: object) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        return v
-
-    return check
-
-
-def _int_ge2(name: str) -> Callable[[object], int]:
-    def check(v: object) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-            raise ValueError(f"{name} must be an int >= 2, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
         return v
 
     return check
@@ -177,7 +168,7 @@ _REGISTRY: dict[str, EstimatorSpec] = {
             "gumbel_rao",
             gumbel_rao,
             "pathwise",
-            {"k": _int_ge1("k"), **_COMMON},
+            {"k": _int_at_least(1, "k"), **_COMMON},
             {"k": 10},
             summary="Rao-Blackwellised ST-GS with k conditional Gumbels",
         ),
@@ -204,7 +195,7 @@ _REGISTRY: dict[str, EstimatorSpec] = {
             "reinforce",
             reinforce_loo,
             "score",
-            {"n_samples": _int_ge2("n_samples")},
+            {"n_samples": _int_at_least(2, "n_samples")},
             {"n_samples": 4},
             summary="REINFORCE with leave-one-out baseline (unbiased; needs f)",
         ),
@@ -212,7 +203,7 @@ _REGISTRY: dict[str, EstimatorSpec] = {
             "indecater",
             indecater,
             "score",
-            {"n_samples": _int_ge1("n_samples"), "chunk": _int_ge1("chunk")},
+            {"n_samples": _int_at_least(1, "n_samples"), "chunk": _int_at_least(1, "chunk")},
             {"n_samples": 1},
             summary="IndeCateR, per-variable exact marginalisation (unbiased; n*V*K evaluations of f)",
         ),
@@ -362,7 +353,7 @@ def surrogate(
         n = s.defaults.get("n_samples", 1) if n_samples is None else n_samples
         opts = _check_options(s, {"n_samples": n, **options})
         return s.fn(logits, f, dim=dim, generator=generator, **opts).loss  # type: ignore[no-any-return]
-    n = 1 if n_samples is None else _int_ge1("n_samples")(n_samples)
+    n = 1 if n_samples is None else _int_at_least(1, "n_samples")(n_samples)
     check_float_tensor(logits, "logits")
     d = check_dim(logits, dim)
     rep = logits.unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
@@ -428,7 +419,7 @@ class ReinforceLOO(nn.Module):
 
     def __init__(self, n_samples: int = 4, dim: int = -1) -> None:
         super().__init__()
-        self.n_samples = _int_ge2("n_samples")(n_samples)
+        self.n_samples = _int_at_least(2, "n_samples")(n_samples)
         self.dim = dim
 
     def forward(

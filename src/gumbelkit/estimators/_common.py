@@ -106,3 +106,21 @@ def safe_shift(target: Tensor, xs: Tensor) -> Tensor:
     # -inf - (-inf) would be NaN: a masked entry stays masked with a zero shift
     return torch.where(torch.isneginf(xs), torch.zeros((), dtype=xs.dtype, device=xs.device), target - xs)
 
+
+class OneTerm:
+    """The term of a one-term plan (ST, GST, decoupled ST): temperature ``t``, coefficients 1.
+
+    A plan (see :class:`gumbelkit._autograd.MixturePlan`) inherits these and gives its fields
+    (``t``, ``components = 1``) and its ``shift``.
+    """
+
+    t: float
+
+    def tau(self, m: int) -> float:
+        return self.t
+
+    def c_hard(self, m: int) -> float:
+        return 1.0
+
+    def c_soft(self, m: int) -> float:
+        return 1.0

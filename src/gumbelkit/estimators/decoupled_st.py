@@ -40,35 +40,26 @@ from torch import Tensor
 
 from gumbelkit._autograd import MixtureST
 from gumbelkit._validation import check_tau
-from gumbelkit.estimators._common import EstimatorSample, preamble
+from gumbelkit.estimators._common import EstimatorSample, OneTerm, preamble
 
 __all__ = ["decoupled_st"]
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Plan(OneTerm):
     """One term: softmax((x + tau_b g) / tau_b) = softmax(x / tau_b + g), or softmax(x / tau_b)
     without the noise (see :class:`gumbelkit._autograd.MixturePlan`); ``aux`` is ``(g,)``."""
 
-    tb: float
+    t: float
     noisy: bool
     components: int = 1
-
-    def tau(self, m: int) -> float:
-        return self.tb
-
-    def c_hard(self, m: int) -> float:
-        return 1.0
-
-    def c_soft(self, m: int) -> float:
-        return 1.0
 
     def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor | None:
         if not self.noisy:
             return None
         # the constant a = tau_b * g; 0 where the logit is masked, so -inf stays -inf
         zero = torch.zeros((), dtype=xs.dtype, device=xs.device)
-        return torch.where(torch.isneginf(xs), zero, self.tb * aux[0].to(xs.dtype)).unsqueeze(0)
+        return torch.where(torch.isneginf(xs), zero, self.t * aux[0].to(xs.dtype)).unsqueeze(0)
 
 
 def decoupled_st(

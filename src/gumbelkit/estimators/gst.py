@@ -28,7 +28,7 @@ from torch import Tensor
 
 from gumbelkit._autograd import MixtureST
 from gumbelkit._kernels import one_hot
-from gumbelkit.estimators._common import EstimatorSample, preamble, safe_shift
+from gumbelkit.estimators._common import EstimatorSample, OneTerm, preamble, safe_shift
 
 __all__ = ["GAP_CHOICES", "gst"]
 
@@ -63,21 +63,12 @@ def _adaptive_gap(xs: Tensor, winner: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Plan(OneTerm):
     """One term: softmax of the gapped logits over tau (see :class:`gumbelkit._autograd.MixturePlan`)."""
 
     t: float
     gap: float | str
     components: int = 1
-
-    def tau(self, m: int) -> float:
-        return self.t
-
-    def c_hard(self, m: int) -> float:
-        return 1.0
-
-    def c_soft(self, m: int) -> float:
-        return 1.0
 
     def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> Tensor:
         winner = one_hot(indices, xs, -1, torch.bool)

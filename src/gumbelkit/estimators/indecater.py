@@ -33,15 +33,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit._kernels import one_hot
-from gumbelkit._validation import (
-    check_categories,
-    check_dim,
-    check_float_tensor,
-    check_valid,
-    compute_dtype,
-)
-from gumbelkit.noise import perturb
+from gumbelkit._validation import compute_dtype
+from gumbelkit.estimators._score import draws
 
 __all__ = ["IndeCateRSample", "indecater"]
 
@@ -113,31 +106,11 @@ def indecater(
         raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     if not callable(f):
         raise ValueError(f"f must be a callable mapping one-hot samples to values, got {type(f).__name__}")
-    check_float_tensor(logits, "logits")
-    d = check_dim(logits, dim)
-    check_categories(logits, d)
+    d, batch, index, hard, values = draws(logits, f, n_samples, dim, generator)
     cdt = compute_dtype(logits.dtype)
     n = n_samples
     x = logits.movedim(d, -1)  # (*B, K)
-    batch, k = tuple(x.shape[:-1]), x.shape[-1]
-    rep = logits.detach().unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
-    p = perturb(rep, d + 1, generator=generator, want_index=True, values=False)  # n Gumbel-Max draws
-    check_valid(p.ok, logits, d)
-    if p.indices is not None:
-        index = p.indices  # (n, *B)
-    else:
-        assert p.z is not None
-        index = p.z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
-    hard = one_hot(index, rep.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *logits.shape)
-    values = f(hard)
-    if not isinstance(values, Tensor) or values.ndim < 1 or values.shape[0] != n or (
-        tuple(values.shape[1:]) != batch[: values.ndim - 1]
-    ):
-        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise ValueError(
-            f"f must return a tensor of shape (n_samples, *P) with P a prefix of the batch shape "
-            f"{batch} (categories removed): e.g. ({n},) or ({n}, {batch[0] if batch else '...'}); got {got}"
-        )
+    k = x.shape[-1]
     p_shape = batch[: values.ndim - 1]
     q_shape = batch[values.ndim - 1 :]
     v = math.prod(q_shape)  # variables per value of f

@@ -34,15 +34,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gumbelkit._kernels import one_hot
-from gumbelkit._validation import (
-    check_categories,
-    check_dim,
-    check_float_tensor,
-    check_valid,
-    compute_dtype,
-)
-from gumbelkit.noise import perturb
+from gumbelkit._validation import compute_dtype
+from gumbelkit.estimators._score import draws
 
 __all__ = ["ReinforceSample", "reinforce_loo"]
 
@@ -106,32 +99,10 @@ def reinforce_loo(
         raise ValueError(f"n_samples must be an int >= 2 (the leave-one-out baseline needs two), got {n_samples!r}")
     if not callable(f):
         raise ValueError(f"f must be a callable mapping one-hot samples to values, got {type(f).__name__}")
-    check_float_tensor(logits, "logits")
-    d = check_dim(logits, dim)
-    check_categories(logits, d)
+    d, _, index, hard, values = draws(logits, f, n_samples, dim, generator)
     cdt = compute_dtype(logits.dtype)
     n = n_samples
-    rep = logits.detach().unsqueeze(0).expand(n, *logits.shape)  # (n, *logits.shape)
-    p = perturb(rep, d + 1, generator=generator, want_index=True, values=False)  # n Gumbel-Max draws
-    check_valid(p.ok, logits, d)
-    x = logits.movedim(d, -1)  # (*B, K)
-    xc = x.to(cdt)
-    if p.indices is not None:
-        index = p.indices  # (n, *B)
-    else:
-        assert p.z is not None
-        index = p.z.movedim(d + 1, -1).argmax(dim=-1)  # (n, *B)
-    hard = one_hot(index, rep.movedim(d + 1, -1), -1, logits.dtype).movedim(-1, d + 1)  # (n, *shape)
-    values = f(hard)
-    batch = tuple(x.shape[:-1])
-    if not isinstance(values, Tensor) or values.ndim < 1 or values.shape[0] != n or (
-        tuple(values.shape[1:]) != batch[: values.ndim - 1]
-    ):
-        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise ValueError(
-            f"f must return a tensor of shape (n_samples, *P) with P a prefix of the batch shape "
-            f"{batch} (categories removed): e.g. ({n},) or ({n}, {batch[0] if batch else '...'}); got {got}"
-        )
+    xc = logits.movedim(d, -1).to(cdt)  # (*B, K)
     logp = torch.log_softmax(xc, dim=-1)  # (*B, K), -inf where masked (never sampled)
     logp_s = logp.unsqueeze(0).expand(n, *logp.shape).gather(-1, index.unsqueeze(-1)).squeeze(-1)
     keep = values.ndim - 1

@@ -18,26 +18,17 @@ import torch
 from torch import Tensor
 
 from gumbelkit._autograd import MixtureST
-from gumbelkit.estimators._common import EstimatorSample, preamble
+from gumbelkit.estimators._common import EstimatorSample, OneTerm, preamble
 
 __all__ = ["st"]
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Plan(OneTerm):
     """One term: softmax(x / tau), no shift (see :class:`gumbelkit._autograd.MixturePlan`)."""
 
     t: float
     components: int = 1
-
-    def tau(self, m: int) -> float:
-        return self.t
-
-    def c_hard(self, m: int) -> float:
-        return 1.0
-
-    def c_soft(self, m: int) -> float:
-        return 1.0
 
     def shift(self, xs: Tensor, indices: Tensor, aux: tuple[Tensor, ...], start: int, stop: int) -> None:
         return None

@@ -25,7 +25,6 @@ The committed tables in ``results/estimators/`` are regenerated only when asked 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
 import os
@@ -787,6 +786,8 @@ def _run(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(args.out, os.O_RDONLY)  # lock the folder itself: no lock file left behind
         try:
+            import fcntl  # POSIX only: imported where --merge needs it
+
             fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent --merge runs must not drop each other's rows
             if args.merge and existing.exists():
                 payload = merge_polyprog(json.loads(existing.read_text()), payload)

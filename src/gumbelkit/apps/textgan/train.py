@@ -103,7 +103,8 @@ class TextGANConfig(TrainConfig):
     oracle: str = field(default="", metadata=_h("the oracle's .npz file ('' = ../shared/data/seqgan_oracle_lstm32.npz)"))
     corpus_path: str = field(default="", metadata=_h("janeaustenr's data/Rdata ('' = Debian's r-cran-janeaustenr location)"))
     init: str = field(default="", metadata=_h("gan stage: the MLE run directory (or its checkpoint.pt) to start from"))
-    estimator: str = field(default="st_gs", metadata=_h("gradient estimator for the generator's tokens (registry name)"))
+    estimator: str = field(default="st_gs", metadata=_h("gradient estimator for the generator's tokens (registry name)",
+                                                         choices=estimator_names))
     gumbel_rao_k: int = field(default=10, metadata=_h("gumbel_rao: Monte Carlo samples K"))
     beta_max: float = field(default=100.0, metadata=_h("final inverse temperature; tau_n = beta_max^(-n/N)"))
     d_steps: int = field(default=5, metadata=_h("discriminator steps per generator step"))
