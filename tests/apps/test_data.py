@@ -100,6 +100,15 @@ def test_splits_from_idx_dir(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.test_labels.numpy(), arrays["test_labels"])
 
 
+def test_torchvision_root_is_found(tmp_path: Path) -> None:
+    """A torchvision.datasets.MNIST root keeps the IDX files in MNIST/raw/: --data-dir ROOT works."""
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    arrays = write_mnist_dir(tmp_path / "MNIST" / "raw", n_train=10_005, n_test=3, gz=False)
+    found = find_idx_files(tmp_path)
+    assert all(p.parent == tmp_path / "MNIST" / "raw" for p in found.values())
+    np.testing.assert_array_equal(load_mnist(tmp_path)["test_labels"], arrays["test_labels"])
+
+
 @pytest.fixture(scope="module")
 def offline() -> tuple:
     return mnist_splits(binarization="fixed"), mnist_splits(binarization="dynamic")

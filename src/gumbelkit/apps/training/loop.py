@@ -30,6 +30,7 @@ state. In a distributed run an exception on any rank makes every rank raise the 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import sys
@@ -379,8 +380,11 @@ def _run(config: TrainConfig, make_task: Callable[[TrainConfig, torch.device], T
         if info.is_main:
             notes += prepare_run_dir(out_dir, overwrite=config.overwrite and not config.resume)
             atomic_write_text(out_dir / CONFIG_NAME, _json(config_to_dict(config)))
-            logger = MetricsLogger(out_dir / METRICS_NAME, resume_step=resumed_from,
-                                   tensorboard=config.logger == "tensorboard")
+            tensorboard = config.logger == "tensorboard" or (
+                config.logger == "auto" and importlib.util.find_spec("tensorboard") is not None)
+            if tensorboard:
+                notes.append(f"TensorBoard events go to {out_dir / 'tensorboard'} (--logger jsonl turns them off)")
+            logger = MetricsLogger(out_dir / METRICS_NAME, resume_step=resumed_from, tensorboard=tensorboard)
     broadcast_parameters(model, info)
 
     console = Console(total, step, enabled=info.is_main, progress=config.progress)
