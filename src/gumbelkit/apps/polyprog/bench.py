@@ -768,6 +768,9 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # the git state when the run starts: the code that produces the numbers (a long run must not
+    # record the worktree as it is at the end)
+    prov = _provenance(args.command_words)
     if args.bench == "polyprog" and args.render:
         source = args.out / "polyprog.json"
         if not source.is_file():
@@ -786,7 +789,7 @@ def _run(args: argparse.Namespace) -> int:
             names, ps, lr=args.lr, tau=args.tau, k=args.k, log_every=0 if args.quick else 500, **kw  # type: ignore[arg-type]
         )
         payload["quick"] = bool(args.quick)
-        payload["provenance"] = _provenance(args.command_words)
+        payload["provenance"] = prov
         existing = args.out / "polyprog.json"
         args.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(args.out, os.O_RDONLY)  # lock the folder itself: no lock file left behind
@@ -810,7 +813,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             payload = run_anneal(names, args.p, seeds=args.seeds, steps=args.steps)
         payload["quick"] = bool(args.quick)
-        payload["provenance"] = _provenance(args.command_words)
+        payload["provenance"] = prov
         _write(args.out, "anneal", payload, _anneal_markdown(payload))
     elif args.bench == "qp":
         taus = [float(x) for x in args.taus.split(",") if x]
