@@ -370,7 +370,8 @@ def test_annealing_verdict_on_a_fake_result(tmp_path: Path, annealed: list[float
 
     rows = [_fake_anneal_row("fixed 0.1", [0.2200, 0.2201, 0.2202]), _fake_anneal_row("fixed 2", [0.2470] * 3),
             _fake_anneal_row("exp 2 -> 0.1", annealed)]
-    payload = {"protocol": {"p": 2.0, "latent": 8, "batch": 4, "steps": 1, "lr": 1e-3, "seeds": 3, "optimum": 0.2025},
+    payload = {"protocol": {"p": 2.0, "latent": 8, "batch": 4, "steps": 1, "lr": 1e-3, "seeds": 3, "optimum": 0.2025,
+                            "diag_draws": 64},
                "results": rows, "quick": False,
                "provenance": {"command": "gumbelkit estimators anneal", "git": {"commit": "0" * 40}}}
     (tmp_path / "results" / "estimators").mkdir(parents=True)
