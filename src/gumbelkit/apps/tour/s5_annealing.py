@@ -343,7 +343,7 @@ def run(ctx: TourContext) -> Section:
                 "Why (exact-gradient diagnostics, relative to |exact gradient|^2, averaged along training): "
                 + "; ".join(why) + ". " + plateau + "The relaxed objective under-reports the hard loss most at a "
                 "high tau; a low tau removes most of the bias and pays in variance. " + _lesson(poly["rows"], verdicts))
-        headline += [f"polyprog {e}: best fixed {v['best_fixed']} {v['best_fixed_loss']:.4f}, best annealed "
+        headline += [f"polyprog {e}: {v['best_fixed']} {v['best_fixed_loss']:.4f} vs "
                      f"{v['best_annealed']} {v['best_annealed_loss']:.4f}" for e, v in verdicts.items()]
         figures.append(_poly_figure(ctx, poly, st_point["loss"]))
     else:
