@@ -26,6 +26,7 @@ SUBMODULES = (
     "gumbelkit.noise",
     "gumbelkit.schedules",
     "gumbelkit.diagnostics",
+    "gumbelkit.subsets",
 )
 
 

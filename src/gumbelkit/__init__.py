@@ -9,7 +9,7 @@ distribution is ``RelaxedOneHotCategorical``. Importing the package does no work
 importing torch.
 """
 
-from gumbelkit import diagnostics, distributions, estimators, schedules
+from gumbelkit import diagnostics, distributions, estimators, schedules, subsets
 from gumbelkit._validation import get_validate_args, set_validate_args, validate_args
 from gumbelkit.distributions import (
     Gumbel,
@@ -41,6 +41,17 @@ from gumbelkit.schedules import (
     InverseTemperatureTau,
     LinearTau,
 )
+from gumbelkit.subsets import (
+    SubsetEstimator,
+    SubsetSample,
+    k_subset_marginals,
+    k_subset_sample,
+    max_concrete,
+    relaxed_topk,
+    sample_subset,
+    simple,
+    subset_estimator_names,
+)
 
 __version__ = "0.1.0"
 
@@ -61,6 +72,8 @@ __all__ = [
     "RelaxedBernoulliStraightThrough",
     "RelaxedOneHotCategorical",
     "RelaxedOneHotCategoricalStraightThrough",
+    "SubsetEstimator",
+    "SubsetSample",
     "diagnostics",
     "distributions",
     "estimators",
@@ -72,8 +85,16 @@ __all__ = [
     "gumbel_softmax",
     "gumbel_softmax_sample",
     "gumbel_topk",
+    "k_subset_marginals",
+    "k_subset_sample",
+    "max_concrete",
+    "relaxed_topk",
+    "sample_subset",
     "schedules",
     "set_validate_args",
+    "simple",
     "straight_through",
+    "subset_estimator_names",
+    "subsets",
     "validate_args",
 ]

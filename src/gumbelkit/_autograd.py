@@ -34,6 +34,9 @@ Functions:
   few inputs (the sampled indices, Gumbel-Rao's first perturbation and its 0-d seed) and
   recomputes the :math:`y_m` one at a time, so it holds O(1) times the logits whatever the
   number of components (Gumbel-Rao with ``k = 100`` included).
+* :class:`KSubsetMarginals` -- the exact inclusion marginals :math:`\mu` of the k-subset
+  distribution :math:`p(S) \propto \exp\sum_{i\in S} x_i` (:mod:`gumbelkit._ksubset`); the
+  backward is the exact Hessian-vector product of :math:`\log Z`, O(nk) (SIMPLE's gradient).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from gumbelkit import _kernels
+from gumbelkit import _kernels, _ksubset
 from gumbelkit._validation import check_valid, compute_dtype
 from gumbelkit.noise import perturb
 
@@ -360,3 +363,40 @@ class MixtureST(_Function):
         gx = None if total is None else total.to(x.dtype)
         return (gx, None, None, *([None] * len(aux)))
 
+
+# ------------------------------------------------------------------------------ k-subsets
+
+
+class KSubsetMarginals(_Function):
+    """``mu = P(t in S)`` under :math:`p(S) \\propto \\exp\\sum_{t\\in S} x_t`, ``|S| = k``.
+
+    Forward and backward are O(nk) log-space dynamic programmes (categories last, compute dtype).
+    The backward is the exact Hessian-vector product of :math:`\\log Z`; under
+    ``create_graph=True`` it recomputes the tables from ``x`` with a twice-differentiable
+    recursion, so second derivatives are exact too. Returns ``(mu, A, B)``; the tables are
+    non-differentiable by-products (the sampler reuses ``A``).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        return _ksubset.marginals(x, k)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        x, k = inputs
+        mu, a, b = output
+        ctx.k = k  # a Python int, not a tensor
+        ctx.save_for_backward(x, mu, a, b)
+        ctx.mark_non_differentiable(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, grad_mu: Tensor, grad_a: Tensor | None, grad_b: Tensor | None) -> tuple[Tensor, None]:  # type: ignore[override]
+        x, mu, a, b = ctx.saved_tensors
+        k = ctx.k
+        if torch.is_grad_enabled():
+            # double backward: rebuild everything from x so that the graph reaches x
+            mu, a, b = _ksubset.marginals(x, k, graph=True)
+            return _ksubset.marginals_hvp(x, grad_mu, k, mu, a, b, graph=True), None
+        return _ksubset.marginals_hvp(x, grad_mu, k, mu, a, b), None

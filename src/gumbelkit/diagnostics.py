@@ -36,6 +36,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor
 
 from gumbelkit import estimators as E
+from gumbelkit import subsets as S
 from gumbelkit._validation import check_float_tensor, check_logits
 
 __all__ = [
@@ -52,8 +54,12 @@ __all__ = [
     "enumerate_configurations",
     "estimator_stats",
     "exact_gradient",
+    "exact_subset_gradient",
     "gradient_draws",
     "plot",
+    "subset_distribution",
+    "subset_estimator_stats",
+    "subset_gradient_draws",
     "tau_sweep",
     "to_markdown",
 ]
@@ -263,8 +269,20 @@ def estimator_stats(
     """
     ex = exact_gradient(logits, f, family=family) if exact is None else ExactGradient(*exact)
     g = gradient_draws(logits, f, name, tau, n_draws=n_draws, seed=seed, family=family, **options)
+    return {
+        "estimator": name,
+        "family": family,
+        "options": {k: v for k, v in options.items() if not isinstance(v, Tensor)},
+        "tau": float(tau),
+        **_summary(g, ex.grad),
+    }
+
+
+def _summary(g: Tensor, exact_grad: Tensor) -> dict[str, Any]:
+    """Bias, cosines, variance, MSE and noise floor of ``n`` draws ``g`` ``(n, *S)`` of a gradient."""
+    n_draws = g.shape[0]
     flat = g.reshape(n_draws, -1).to(torch.float64)  # (n, D)
-    true = ex.grad.reshape(-1).to(torch.float64)  # (D,)
+    true = exact_grad.reshape(-1).to(torch.float64)  # (D,)
     mean = flat.mean(dim=0)
     bias = mean - true
     var = (flat - mean).pow(2).sum(dim=1).sum() / (n_draws - 1)
@@ -274,10 +292,6 @@ def estimator_stats(
     cos = (mean @ true) / (mean.norm() * tn).clamp_min(eps)
     cos_each = (flat @ true) / (flat.norm(dim=1) * tn).clamp_min(eps)
     return {
-        "estimator": name,
-        "family": family,
-        "options": {k: v for k, v in options.items() if not isinstance(v, Tensor)},
-        "tau": float(tau),
         "n_draws": n_draws,
         "bias_norm": float(bias.norm()),
         "rel_bias": float(bias.norm() / tn.clamp_min(eps)),
@@ -287,7 +301,7 @@ def estimator_stats(
         "mse": float(mse),
         "noise_floor": float((var / n_draws).sqrt()),
         "exact_norm": float(tn),
-        "mean_grad": mean.reshape(logits.shape).tolist(),
+        "mean_grad": mean.reshape(exact_grad.shape).tolist(),
     }
 
 
@@ -420,3 +434,182 @@ def plot(
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- k-subsets
+
+SUBSET_DISTRIBUTIONS = ("topk", "k_subset", "max_of_k")
+
+
+def _check_subset_problem(logits: Tensor, k: object, distribution: object) -> int:
+    check_float_tensor(logits, "logits")
+    if logits.ndim != 1:
+        raise ValueError(f"logits must be 1-d (n,) for subset enumeration, got shape {tuple(logits.shape)}")
+    check_logits(logits, 0)
+    n = logits.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k must be an int with 1 <= k <= {n}, got {k!r}")
+    if distribution not in SUBSET_DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {', '.join(SUBSET_DISTRIBUTIONS)}; got {distribution!r}")
+    return k
+
+
+def subset_distribution(
+    logits: Tensor, k: int, distribution: str = "topk", *, max_configs: int = MAX_CONFIGS
+) -> tuple[Tensor, Tensor]:
+    r"""Every possible (k-)hot sample of a subset distribution and its probability, by enumeration.
+
+    ``"topk"``: Gumbel-top-k (Plackett-Luce without replacement), :math:`P(S) = \sum_{\sigma}
+    \prod_{m=1}^{k} p_{\sigma_m} / (1 - \sum_{l<m} p_{\sigma_l})` over the orderings of ``S``.
+    ``"k_subset"``: :math:`P(S) \propto \exp\sum_{i\in S}\ell_i` (SIMPLE's distribution).
+    ``"max_of_k"``: the union of ``k`` independent categorical draws (L2X's tau -> 0 limit).
+
+    Args:
+        logits: ``(n,)``; ``-inf`` masks a category.
+        k: subset size (number of draws for ``"max_of_k"``).
+        distribution: one of ``"topk"``, ``"k_subset"``, ``"max_of_k"``.
+        max_configs: refuse enumerations larger than this.
+
+    Returns:
+        ``(samples, probs)``: ``(C, n)`` (k-)hot rows in the logits' dtype and ``(C,)``
+        probabilities (differentiable in ``logits``, summing to 1). Rows of probability 0 are kept.
+
+    Example:
+        >>> z, p = subset_distribution(torch.zeros(4, dtype=torch.float64), 2, "topk")
+        >>> z.shape, round(float(p.sum()), 12)
+        (torch.Size([6, 4]), 1.0)
+    """
+    k = _check_subset_problem(logits, k, distribution)
+    n = logits.shape[0]
+    logp = torch.log_softmax(logits, dim=0)  # (n,)
+    if distribution == "max_of_k":
+        tuples = enumerate_configurations((k, n), max_configs=max_configs).to(logits.device)  # (n^k, k)
+        hot = torch.zeros(tuples.shape[0], n, dtype=logits.dtype, device=logits.device).scatter_(1, tuples, 1.0)
+        p_tuple = logp[tuples].sum(dim=1).exp()  # (n^k,)
+        samples, inverse = torch.unique(hot, dim=0, return_inverse=True)
+        probs = torch.zeros(samples.shape[0], dtype=logits.dtype, device=logits.device).index_add(0, inverse, p_tuple)
+        return samples, probs
+    combos = list(itertools.combinations(range(n), k))
+    if len(combos) * (math.factorial(k) if distribution == "topk" else 1) > max_configs:
+        raise ValueError(f"C({n},{k}) subsets exceed max_configs={max_configs}")
+    sets = torch.tensor(combos, device=logits.device).reshape(len(combos), k)  # (C, k)
+    samples = torch.zeros(len(combos), n, dtype=logits.dtype, device=logits.device).scatter_(1, sets, 1.0)
+    if distribution == "k_subset":
+        return samples, torch.softmax(logits[sets].sum(dim=1), dim=0)
+    p = logp.exp()
+    perms = torch.tensor(list(itertools.permutations(range(k))), device=logits.device)  # (k!, k)
+    ordered = sets[:, perms]  # (C, k!, k)
+    po = p[ordered]  # (C, k!, k)
+    removed = torch.cumsum(po, dim=-1) - po  # mass drawn before each position
+    # 1 - removed can round to 0 only for an impossible ordering, whose numerator is 0 as well
+    terms = po / (1.0 - removed).clamp_min(torch.finfo(p.dtype).tiny)
+    return samples, terms.prod(dim=-1).sum(dim=-1)
+
+
+def exact_subset_gradient(
+    logits: Tensor, k: int, f: Objective, distribution: str = "topk", *, max_configs: int = MAX_CONFIGS
+) -> ExactGradient:
+    r"""Exact :math:`\mathbb E_S[f(z_S)]` and its gradient w.r.t. the logits, by enumeration.
+
+    .. math::
+        F(\ell) = \sum_S P_\ell(S)\, f(z_S), \qquad \nabla_\ell F = \sum_S f(z_S)\, \nabla_\ell P_\ell(S)
+
+    Args:
+        logits: ``(n,)`` logits (float64 for reference-quality gradients).
+        k: subset size.
+        f: maps (k-)hot rows ``(M, n)`` to values ``(M,)``.
+        distribution: see :func:`subset_distribution` (``S.subset_spec(name).distribution``
+            names the one each estimator samples).
+        max_configs: refuse enumerations larger than this.
+
+    Returns:
+        :class:`ExactGradient` ``(value, grad)``.
+
+    Example:
+        >>> v, g = exact_subset_gradient(torch.zeros(4, dtype=torch.float64), 2, lambda z: z[:, 0], "k_subset")
+        >>> round(v.item(), 4)
+        0.5
+    """
+    theta = logits.detach().clone().requires_grad_(True)
+    samples, probs = subset_distribution(theta, k, distribution, max_configs=max_configs)
+    vals = f(samples)
+    if not isinstance(vals, Tensor) or vals.shape != (samples.shape[0],):
+        got = tuple(vals.shape) if isinstance(vals, Tensor) else type(vals).__name__
+        raise ValueError(f"f must map (M, n) subset rows to (M,) values, got shape {got}")
+    value = (probs * vals.detach().to(probs.dtype)).sum()
+    (grad,) = torch.autograd.grad(value, theta)
+    return ExactGradient(value.detach(), grad)
+
+
+def subset_gradient_draws(
+    logits: Tensor,
+    k: int,
+    f: Objective,
+    name: str,
+    tau: float = 1.0,
+    *,
+    n_draws: int = 1000,
+    seed: int = 0,
+    chunk: int = 1000,
+) -> Tensor:
+    """``n_draws`` independent gradient estimates of :math:`\\mathbb E[f]` by k-subset estimator ``name``.
+
+    Args:
+        logits: ``(n,)`` logits.
+        k: subset size.
+        f: maps ``(M, n)`` samples (the estimator's ``output``) to ``(M,)`` values.
+        name: a name from :func:`gumbelkit.subsets.subset_estimator_names`.
+        tau: temperature (ignored by ``simple``).
+        n_draws: number of estimates (``>= 2``).
+        seed: seeds the generator used for every draw.
+        chunk: estimates per vectorised batch.
+
+    Returns:
+        ``(n_draws, n)`` gradients in the logits' dtype.
+    """
+    _check_subset_problem(logits, k, S.subset_spec(name).distribution)
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
+        raise ValueError(f"n_draws must be an int >= 2, got {n_draws!r}")
+    gen = torch.Generator(device=logits.device).manual_seed(seed)
+    out = []
+    for start in range(0, n_draws, chunk):
+        m = min(chunk, n_draws - start)
+        theta = logits.detach().unsqueeze(0).expand(m, -1).clone().requires_grad_(True)  # (m, n)
+        loss = f(S.sample_subset(theta, k, name, tau, -1, generator=gen).output)
+        if loss.shape != (m,):
+            raise ValueError(f"f must map (M, n) samples to (M,) values, got shape {tuple(loss.shape)}")
+        (g,) = torch.autograd.grad(loss.sum(), theta)
+        out.append(g)
+    return torch.cat(out)
+
+
+def subset_estimator_stats(
+    logits: Tensor,
+    k: int,
+    f: Objective,
+    name: str,
+    tau: float = 1.0,
+    *,
+    n_draws: int = 1000,
+    seed: int = 0,
+    exact: ExactGradient | tuple[Tensor, Tensor] | None = None,
+) -> dict[str, Any]:
+    """Bias, cosine, variance and MSE of a k-subset estimator against the exact gradient.
+
+    The reference is the exact gradient of :math:`\\mathbb E[f]` under the distribution the
+    estimator samples (``subset_spec(name).distribution``).
+
+    Returns:
+        A dict with the keys of :func:`estimator_stats` plus ``k`` and ``distribution``.
+
+    Example:
+        >>> logits = torch.tensor([0.5, 0.0, -0.5, 1.0], dtype=torch.float64)
+        >>> row = subset_estimator_stats(logits, 2, lambda z: z @ torch.arange(4.0, dtype=z.dtype), "simple", n_draws=10)
+        >>> row["bias_norm"] < 1e-12
+        True
+    """
+    dist = S.subset_spec(name).distribution
+    ex = exact_subset_gradient(logits, k, f, dist) if exact is None else ExactGradient(*exact)
+    g = subset_gradient_draws(logits, k, f, name, tau, n_draws=n_draws, seed=seed)
+    return {"estimator": name, "options": {}, "tau": float(tau), "k": k, "distribution": dist,
+            **_summary(g, ex.grad)}

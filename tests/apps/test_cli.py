@@ -28,6 +28,9 @@ APP_SMOKE_TESTS = {
     "dvae": "test_dvae.py:test_train_dvae_quick_beats_independent_pixels",
     "dalle": "test_dvae.py:test_classifier_and_dalle_quick",
     "classifier": "test_dvae.py:test_classifier_and_dalle_quick",
+    "l2x": "test_select.py:test_l2x_cli_smoke",
+    "select": "test_select.py:test_select_cli_smoke",
+    "glimpse": "test_select.py:test_glimpse_cli_smoke_with_evaluator",
     "textgan": "test_textgan.py:test_quick_smoke_beats_random_and_rescores",
     "nas": "test_nas.py:test_toy_cli",  # `gumbelkit train nas toy` (= `gumbelkit search toy`)
 }

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_every_app_has_a_smoke_test() -> None:
     # Add the new application's smoke test below, then add its name here.
-    assert set(APPS) == {"vae", "dvae", "dalle", "classifier", "textgan"}
+    assert set(APPS) == {"vae", "dvae", "dalle", "classifier", "textgan", "nas", "l2x", "select", "glimpse"}
 
 
 def test_kl_matches_torch_distributions() -> None:
