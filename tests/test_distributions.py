@@ -814,6 +814,24 @@ def test_porting_relaxed_bernoulli_straight_through_from_pyro(gen) -> None:
     assert ours.expand((3, 2)).log_prob_of == "relaxed"
     with pytest.raises(ValueError, match="log_prob_of must be 'hard' or 'relaxed'"):
         RelaxedBernoulliStraightThrough(0.6, p, log_prob_of="pyro")
+    # the same sample distribution: ours and pyro's hard samples are Bernoulli(p), for each batch
+    # element. Per element: a 2x2 chi-square of homogeneity (ours vs pyro's counts of 1) and an
+    # exact binomial test of each against p; 6 tests, each alpha = 1e-4 / 6, so a correct
+    # implementation fails by chance with probability <= 1e-4 (union bound). Power at n = 20_000:
+    # a hard sample thresholded at the wrong probability sigmoid(logits / temperature)
+    # (0.975 for p = 0.9, 0.090 for p = 0.2) passes the binomial test with probability < 1e-300,
+    # and a shift of p by +-0.02 is caught with probability > 0.99 (scipy.stats.binom).
+    torch.manual_seed(3)
+    n = 20_000
+    mine = ours.sample((n,), generator=gen(8)).sum(0)  # (2,) counts of 1
+    with torch.no_grad():
+        pyros = theirs.rsample((n,)).sum(0)  # pyro's sample() is the relaxed value, rsample hard
+    for b in range(2):
+        k_ours, k_pyro = round(float(mine[b])), round(float(pyros[b]))
+        table = np.array([[k_ours, n - k_ours], [k_pyro, n - k_pyro]])
+        assert sps.chi2_contingency(table)[1] > 1e-4 / 6, table
+        for k in (k_ours, k_pyro):
+            assert sps.binomtest(k, n, float(p[b])).pvalue > 1e-4 / 6, (k, n, float(p[b]))
 
 
 def test_one_validation_switch_torchs_validate_args() -> None:

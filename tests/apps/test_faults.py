@@ -9,6 +9,7 @@ before any data is loaded.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -416,12 +417,31 @@ def test_missing_device_is_one_line_exit_2(tmp_path: Path, device: str, capsys: 
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_run_directory_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("how", [
+    "injected",  # the OS refusal simulated: runs everywhere, root (CI) included
+    pytest.param("chmod", marks=pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")),
+])
+def test_unwritable_run_directory_is_one_line_exit_2(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
+    if how == "chmod":
+        locked.mkdir(mode=0o500)
+    else:
+        # ``locked`` behaves as a read-only directory: the OS refuses to create anything in it
+        # (``Path.mkdir`` calls ``os.mkdir``, which raises what a real refusal raises).
+        locked.mkdir()
+        real_mkdir = os.mkdir
+
+        def refusing_mkdir(path: Any, *a: Any, **k: Any) -> None:
+            if Path(path).parent == locked:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            real_mkdir(path, *a, **k)
+
+        monkeypatch.setattr(os, "mkdir", refusing_mkdir)
     assert cli_main("toy", lambda: run(_toy(locked / "run"), ToyTask) and 0) == 2
     assert _err_lines(capsys) == [f"toy: error: Permission denied: {locked / 'run'}"]
+    monkeypatch.undo()
+    assert list(locked.iterdir()) == []  # nothing written
 
 
 def test_checkpoint_write_failure_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

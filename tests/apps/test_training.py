@@ -82,7 +82,7 @@ def test_help_lists_every_field_with_default_and_choices(capsys: pytest.CaptureF
         assert "--" + f.name.replace("_", "-") in text, f.name
     assert "(default: 3)" in text and "(default: 0.001)" in text and "(default: runs/toy)" in text
     assert "(default: auto)" in text  # --device auto by default
-    assert "{jsonl,tensorboard}" in text and "{stop,skip}" in text
+    assert "{auto,jsonl,tensorboard}" in text and "{stop,skip}" in text
     assert "--config FILE" in text and "--version" in text
     with pytest.raises(SystemExit) as exc:
         parse_config(ToyConfig, ["--version"])
