@@ -237,7 +237,9 @@ def _linear_mse(pixels: np.ndarray, data: dict[str, Tensor]) -> float:
     def design(x: Tensor) -> Tensor:
         return torch.cat([x[:, pixels].double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
 
-    w = torch.linalg.lstsq(design(data["train"]), data["train"].double()).solution  # (k + 1, 784)
+    # gelsd (SVD, minimum norm): a selected pixel that is 0 in every training image makes the design
+    # rank-deficient, where the default gelsy gave thread-dependent solutions
+    w = torch.linalg.lstsq(design(data["train"]), data["train"].double(), driver="gelsd").solution  # (k + 1, 784)
     return float(((design(data["test"]) @ w - data["test"].double()) ** 2).mean())
 
 
