@@ -1,19 +1,23 @@
-"""Small helpers shared by the selection applications: provenance and the selector lookup."""
+"""Small helpers shared by the selection applications: provenance, the selector lookup and ``main()``."""
 
 from __future__ import annotations
 
 import platform
 import shlex
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from gumbelkit import subsets
 from gumbelkit.apps.provenance import git_state
+from gumbelkit.apps.training import CheckpointError, TrainConfig, TrainingDiverged, parse_config
 
-__all__ = ["SUBSET_SELECTORS", "environment", "provenance", "select"]
+__all__ = ["SUBSET_SELECTORS", "environment", "provenance", "run_main", "select"]
+
+C = TypeVar("C", bound=TrainConfig)
 
 #: the k-subset estimators of the library, usable by every selection application
 SUBSET_SELECTORS: tuple[str, ...] = subsets.subset_estimator_names()
@@ -38,3 +42,25 @@ def environment(device: torch.device) -> dict[str, Any]:
     """torch / python versions, threads and device of a run."""
     return {"torch": torch.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(), "device": str(device)}
+
+
+def run_main(cls: type[C], argv: Sequence[str] | None, *, prog: str, doc: str | None,
+             train: Callable[[C, Sequence[str]], dict[str, Any]], summary: Callable[[C, dict[str, Any]], str]) -> int:
+    """The ``main()`` of a selection application: parse ``argv`` (``sys.argv[1:]`` when None) into a
+    ``cls`` config (the first paragraph of ``doc`` is the --help description), apply ``--quick``, run
+    ``train(config, argv)`` and print ``summary(config, results)`` when results came back.
+
+    Returns 0, 2 on a bad value or checkpoint (the one-line error goes to stderr), 1 on divergence.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_config(cls, args, prog=prog, description=doc.split("\n\n")[0] if doc else None)
+        if config.quick:  # type: ignore[attr-defined]
+            config = config.with_quick_defaults()  # type: ignore[attr-defined]
+        results = train(config, args)
+    except (ValueError, CheckpointError, TrainingDiverged) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, TrainingDiverged) else 2
+    if results:
+        print(summary(config, results))
+    return 0

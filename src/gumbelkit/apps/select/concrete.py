@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,16 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gumbelkit.apps.data.images import DATASETS, image_splits
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance
+from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main
 from gumbelkit.apps.select.model import CAEDecoder, ConcreteSelector, SubsetPixelSelector
 from gumbelkit.apps.training import (
-    CheckpointError,
     StepContext,
     StepOutput,
     Task,
     TrainConfig,
-    TrainingDiverged,
-    parse_config,
     run,
 )
 from gumbelkit.schedules import ExponentialTau
@@ -271,24 +267,17 @@ def train(config: SelectConfig, argv: Sequence[str] | None = None) -> dict[str, 
     return run(config, lambda c, d: SelectTask(c, d, argv)).outputs  # type: ignore[arg-type]
 
 
+def _summary(config: SelectConfig, results: dict[str, Any]) -> str:
+    t, b = results["test"], results["random_pixels_baseline"]
+    return (f"select {config.dataset} / {config.selector}: {results['distinct_pixels']} pixels, ExtraTrees "
+            f"{t['extratrees_accuracy']:.4f} (random pixels {b['extratrees_accuracy']:.4f}, published "
+            f"{PUBLISHED_ACCURACY[config.dataset]}), 1-NN {t['knn1_accuracy']:.4f}, test MSE {t['mse']:.4f}; "
+            f"results in {config.out_dir}/results.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gumbelkit train select [options]``; ``--help`` lists every option with its default."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(SelectConfig, args, prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
-        if config.quick:
-            config = config.with_quick_defaults()
-        results = train(config, args)
-    except (ValueError, CheckpointError, TrainingDiverged) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingDiverged) else 2
-    if results:
-        t, b = results["test"], results["random_pixels_baseline"]
-        print(f"select {config.dataset} / {config.selector}: {results['distinct_pixels']} pixels, ExtraTrees "
-              f"{t['extratrees_accuracy']:.4f} (random pixels {b['extratrees_accuracy']:.4f}, published "
-              f"{PUBLISHED_ACCURACY[config.dataset]}), 1-NN {t['knn1_accuracy']:.4f}, test MSE {t['mse']:.4f}; "
-              f"results in {config.out_dir}/results.json")
-    return 0
+    return run_main(SelectConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
 class QuickResult(NamedTuple):

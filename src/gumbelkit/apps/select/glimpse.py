@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,17 +44,14 @@ from torch import Tensor, nn
 
 from gumbelkit import estimators
 from gumbelkit.apps.data.images import DATASETS, image_splits
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, select
+from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main, select
 from gumbelkit.apps.select.data import patch_mask_to_pixels
 from gumbelkit.apps.select.model import MaskedClassifier, PatchScorer
 from gumbelkit.apps.training import (
-    CheckpointError,
     StepContext,
     StepOutput,
     Task,
     TrainConfig,
-    TrainingDiverged,
-    parse_config,
     run,
 )
 from gumbelkit.schedules import ExponentialTau
@@ -379,25 +375,18 @@ def train(config: GlimpseConfig, argv: Sequence[str] | None = None) -> dict[str,
     return run(config, lambda c, d: GlimpseTask(c, d, argv)).outputs  # type: ignore[arg-type]
 
 
+def _summary(config: GlimpseConfig, results: dict[str, Any]) -> str:
+    t = results["test"]
+    extra = f", EVAL-X {t['evalx_accuracy']:.4f}" if "evalx_accuracy" in t else ""
+    base = results["evaluator_baselines"].get(str(config.k), {})
+    extra += f", random patches {base['random_patches']:.4f}" if base else ""
+    return (f"glimpse {config.dataset} / {config.selector}, k={config.k}: test accuracy {t['accuracy']:.4f}{extra}, "
+            f"label from the mask alone {t['mask_only_accuracy']:.3f}; results in {config.out_dir}/results.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gumbelkit train glimpse [options]``; ``--help`` lists every option with its default."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(GlimpseConfig, args, prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
-        if config.quick:
-            config = config.with_quick_defaults()
-        results = train(config, args)
-    except (ValueError, CheckpointError, TrainingDiverged) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingDiverged) else 2
-    if results:
-        t = results["test"]
-        extra = f", EVAL-X {t['evalx_accuracy']:.4f}" if "evalx_accuracy" in t else ""
-        base = results["evaluator_baselines"].get(str(config.k), {})
-        extra += f", random patches {base['random_patches']:.4f}" if base else ""
-        print(f"glimpse {config.dataset} / {config.selector}, k={config.k}: test accuracy {t['accuracy']:.4f}{extra}, "
-              f"label from the mask alone {t['mask_only_accuracy']:.3f}; results in {config.out_dir}/results.json")
-    return 0
+    return run_main(GlimpseConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
 class QuickResult(NamedTuple):

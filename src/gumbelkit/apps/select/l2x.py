@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,18 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, select
+from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main, select
 from gumbelkit.apps.select.data import L2X_DATASETS, L2X_K, l2x_synthetic, true_features
 from gumbelkit.apps.select.metrics import median_rank
 from gumbelkit.apps.select.model import L2XExplainer, L2XPredictor, l2_penalty
 from gumbelkit.apps.training import (
-    CheckpointError,
     StepContext,
     StepOutput,
     Task,
     TrainConfig,
-    TrainingDiverged,
-    parse_config,
     run,
 )
 from gumbelkit.schedules import ConstantTau
@@ -202,23 +198,16 @@ def train(config: L2XConfig, argv: Sequence[str] | None = None) -> dict[str, Any
     return run(config, lambda c, d: L2XTask(c, d, argv)).outputs  # type: ignore[arg-type]
 
 
+def _summary(config: L2XConfig, results: dict[str, Any]) -> str:
+    v = results["valid"]
+    return (f"l2x {config.dataset} / {config.selector}: median rank {v['median_rank_mean']:.3f} "
+            f"+- {v['median_rank_sd']:.3f} (optimum {OPTIMAL_MEDIAN_RANK[config.dataset]}), top-k accuracy "
+            f"{v['accuracy_topk_mask']:.3f}; results in {config.out_dir}/results.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gumbelkit train l2x [options]``; ``--help`` lists every option with its default."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(L2XConfig, args, prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
-        if config.quick:
-            config = config.with_quick_defaults()
-        results = train(config, args)
-    except (ValueError, CheckpointError, TrainingDiverged) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, TrainingDiverged) else 2
-    if results:
-        v = results["valid"]
-        print(f"l2x {config.dataset} / {config.selector}: median rank {v['median_rank_mean']:.3f} "
-              f"+- {v['median_rank_sd']:.3f} (optimum {OPTIMAL_MEDIAN_RANK[config.dataset]}), top-k accuracy "
-              f"{v['accuracy_topk_mask']:.3f}; results in {config.out_dir}/results.json")
-    return 0
+    return run_main(L2XConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
 class QuickResult(NamedTuple):
