@@ -48,6 +48,7 @@ from gumbelkit.apps.training import (
     TrainConfig,
     TrainingDiverged,
     config_from_dict,
+    field_help,
     load_checkpoint,
     parse_config,
     read_metrics,
@@ -77,10 +78,6 @@ PROG = "gumbelkit train dvae"
 #: Estimators of the comparison: the registry's relaxed and straight-through ones, and the VQ-VAE.
 ESTIMATORS = ("gs", "st_gs", "reinmax", "gumbel_rao", "gst", "vq")
 LN2 = math.log(2.0)
-
-
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)
@@ -120,32 +117,32 @@ def cosine_lr(step: int, lr: float, lr_end: float, total: int) -> float:
 class DVAEConfig(TrainConfig):
     """The dVAE run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/dvae", metadata=_h("directory for metrics, checkpoints, figures, results"))
-    dataset: str = field(default="mnist", metadata=_h("'mnist' (fixed-binarized) or 'fashion_mnist' (grey levels)", choices=DATASETS))
-    likelihood: str = field(default="", metadata=_h("'bernoulli', 'logistic' or 'logit_laplace' ('': bernoulli for mnist, logit_laplace for fashion_mnist)"))
-    estimator: str = field(default="gs", metadata=_h("gs (soft, DALL-E), st_gs, reinmax, gumbel_rao, gst, or vq (VQ-VAE baseline)", choices=ESTIMATORS))
-    codes: int = field(default=512, metadata=_h("K, the codebook size"))
-    width: int = field(default=32, metadata=_h("channels of the hidden layers = dimension of a code vector"))
-    res_blocks: int = field(default=2, metadata=_h("residual blocks in the encoder and in the decoder"))
-    batch_size: int = field(default=64, metadata=_h("batch size"))
-    lr: float = field(default=1e-3, metadata=_h("AdamW step size at step 0 (cosine to --lr-end)"))
-    lr_end: float = field(default=1e-5, metadata=_h("step size at the last step"))
-    weight_decay: float = field(default=1e-4, metadata=_h("AdamW weight decay (DALL-E: 1e-4)"))
-    tau0: float = field(default=1.0, metadata=_h("tau at step 0"))
-    tau_end: float = field(default=1.0 / 16, metadata=_h("tau reached at step --tau-steps and held (DALL-E: 1/16)"))
-    tau_steps: int = field(default=0, metadata=_h("steps of the cosine tau anneal (0: three quarters of the run)"))
-    kl_max: float = field(default=1.0, metadata=_h("KL weight after the warm-up (1: the ELBO)"))
-    kl_warmup: int = field(default=5000, metadata=_h("steps of the linear KL-weight ramp from 0 (DALL-E: 5000)"))
-    gumbel_rao_k: int = field(default=10, metadata=_h("gumbel_rao: conditional Gumbel samples"))
-    gst_gap: float = field(default=1.0, metadata=_h("gst: the gap (GST-1.0)"))
-    commitment: float = field(default=0.25, metadata=_h("vq: commitment-loss weight"))
-    kmeans_images: int = field(default=1000, metadata=_h("vq: training images whose encoder vectors seed the k-means codebook"))
-    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
-    train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)"))
-    profile_steps: int = field(default=10, metadata=_h("extra profiled steps at the end (share of time in the Gumbel op); 0: none"))
-    figures: bool = field(default=True, metadata=_h("write the figures at the end"))
-    quick: bool = field(default=False, metadata=_h("tiny smoke run (K=64, 2,000 images, 300 steps, 1 thread): well under a minute"))
+    out_dir: str = field(default="runs/dvae", metadata=field_help("directory for metrics, checkpoints, figures, results"))
+    dataset: str = field(default="mnist", metadata=field_help("'mnist' (fixed-binarized) or 'fashion_mnist' (grey levels)", choices=DATASETS))
+    likelihood: str = field(default="", metadata=field_help("'bernoulli', 'logistic' or 'logit_laplace' ('': bernoulli for mnist, logit_laplace for fashion_mnist)"))
+    estimator: str = field(default="gs", metadata=field_help("gs (soft, DALL-E), st_gs, reinmax, gumbel_rao, gst, or vq (VQ-VAE baseline)", choices=ESTIMATORS))
+    codes: int = field(default=512, metadata=field_help("K, the codebook size"))
+    width: int = field(default=32, metadata=field_help("channels of the hidden layers = dimension of a code vector"))
+    res_blocks: int = field(default=2, metadata=field_help("residual blocks in the encoder and in the decoder"))
+    batch_size: int = field(default=64, metadata=field_help("batch size"))
+    lr: float = field(default=1e-3, metadata=field_help("AdamW step size at step 0 (cosine to --lr-end)"))
+    lr_end: float = field(default=1e-5, metadata=field_help("step size at the last step"))
+    weight_decay: float = field(default=1e-4, metadata=field_help("AdamW weight decay (DALL-E: 1e-4)"))
+    tau0: float = field(default=1.0, metadata=field_help("tau at step 0"))
+    tau_end: float = field(default=1.0 / 16, metadata=field_help("tau reached at step --tau-steps and held (DALL-E: 1/16)"))
+    tau_steps: int = field(default=0, metadata=field_help("steps of the cosine tau anneal (0: three quarters of the run)"))
+    kl_max: float = field(default=1.0, metadata=field_help("KL weight after the warm-up (1: the ELBO)"))
+    kl_warmup: int = field(default=5000, metadata=field_help("steps of the linear KL-weight ramp from 0 (DALL-E: 5000)"))
+    gumbel_rao_k: int = field(default=10, metadata=field_help("gumbel_rao: conditional Gumbel samples"))
+    gst_gap: float = field(default=1.0, metadata=field_help("gst: the gap (GST-1.0)"))
+    commitment: float = field(default=0.25, metadata=field_help("vq: commitment-loss weight"))
+    kmeans_images: int = field(default=1000, metadata=field_help("vq: training images whose encoder vectors seed the k-means codebook"))
+    data_dir: str = field(default="", metadata=field_help("directory with the IDX files ('' = the default source)"))
+    train_subset: int = field(default=0, metadata=field_help("use only the first N training images (0: all 50,000)"))
+    test_subset: int = field(default=0, metadata=field_help("evaluate on the first N valid / test images (0: all 10,000)"))
+    profile_steps: int = field(default=10, metadata=field_help("extra profiled steps at the end (share of time in the Gumbel op); 0: none"))
+    figures: bool = field(default=True, metadata=field_help("write the figures at the end"))
+    quick: bool = field(default=False, metadata=field_help("tiny smoke run (K=64, 2,000 images, 300 steps, 1 thread): well under a minute"))
 
     def resolved_likelihood(self) -> str:
         if self.likelihood:

@@ -46,15 +46,19 @@ from gumbelkit.apps.nas.model import (
     scalar_op_values,
 )
 from gumbelkit.apps.nas.train import ArchConfig, BilevelSearch, provenance
-from gumbelkit.apps.training import StepContext, StepOutput, Task, TrainConfig, parse_config, run
+from gumbelkit.apps.training import (
+    StepContext,
+    StepOutput,
+    Task,
+    TrainConfig,
+    field_help,
+    parse_config,
+    run,
+)
 from gumbelkit.nn import ArchitectureSample
 from gumbelkit.schedules import ConstantTau, LinearTau
 
 __all__ = ["TeacherConfig", "ToyConfig", "ToyTask", "main_teacher", "main_toy", "run_teacher", "run_toy"]
-
-
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,20 +70,20 @@ def _h(text: str, **extra: Any) -> dict[str, Any]:
 class ToyConfig(TrainConfig):
     """The exact toy: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/nas-toy", metadata=_h("directory for metrics, checkpoint, toy.json"))
-    replicates: int = field(default=20, metadata=_h("independent searches run side by side (own target, alpha, noise)"))
-    seeds: int = field(default=1, metadata=_h("master seeds --seed .. --seed + N - 1, each in OUT_DIR/seed-S; summary.json over all"))
-    steps: int = field(default=300, metadata=_h("architecture steps (the temperature schedule's length)"))
-    epochs: int = field(default=1, metadata=_h("passes of --steps steps"))
-    batch_size: int = field(default=32, metadata=_h("inputs x ~ U(-1, 1)^6 per replicate and step"))
-    lr: float = field(default=0.1, metadata=_h("Adam learning rate of alpha"))
-    estimator: str = field(default="st_gs", metadata=_h("st_gs (GDAS), another pathwise estimator, or softmax (DARTS)"))
-    tau0: float = field(default=10.0, metadata=_h("tau at step 0"))
-    tau_end: float = field(default=0.1, metadata=_h("tau at the last step"))
-    log_every: int = field(default=100, metadata=_h("steps between metric lines"))
-    checkpoint_every: int = field(default=10**9, metadata=_h("steps between checkpoints (the last step always saves)"))
-    progress: bool = field(default=False, metadata=_h("show a progress bar"))
-    threads: int = field(default=1, metadata=_h("torch CPU threads (0: torch's default)"))
+    out_dir: str = field(default="runs/nas-toy", metadata=field_help("directory for metrics, checkpoint, toy.json"))
+    replicates: int = field(default=20, metadata=field_help("independent searches run side by side (own target, alpha, noise)"))
+    seeds: int = field(default=1, metadata=field_help("master seeds --seed .. --seed + N - 1, each in OUT_DIR/seed-S; summary.json over all"))
+    steps: int = field(default=300, metadata=field_help("architecture steps (the temperature schedule's length)"))
+    epochs: int = field(default=1, metadata=field_help("passes of --steps steps"))
+    batch_size: int = field(default=32, metadata=field_help("inputs x ~ U(-1, 1)^6 per replicate and step"))
+    lr: float = field(default=0.1, metadata=field_help("Adam learning rate of alpha"))
+    estimator: str = field(default="st_gs", metadata=field_help("st_gs (GDAS), another pathwise estimator, or softmax (DARTS)"))
+    tau0: float = field(default=10.0, metadata=field_help("tau at step 0"))
+    tau_end: float = field(default=0.1, metadata=field_help("tau at the last step"))
+    log_every: int = field(default=100, metadata=field_help("steps between metric lines"))
+    checkpoint_every: int = field(default=10**9, metadata=field_help("steps between checkpoints (the last step always saves)"))
+    progress: bool = field(default=False, metadata=field_help("show a progress bar"))
+    threads: int = field(default=1, metadata=field_help("torch CPU threads (0: torch's default)"))
 
     def validate(self) -> None:
         super().validate()
@@ -189,19 +193,19 @@ def main_toy(argv: Sequence[str]) -> int:
 class TeacherConfig(ArchConfig):
     """The teacher-student search: :class:`~gumbelkit.apps.nas.train.ArchConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/nas-teacher", metadata=_h("directory of the runs and teacher.json"))
-    teachers: int = field(default=10, metadata=_h("teachers (teacher seeds 0..N-1), one search each"))
-    ops: str = field(default="skip,conv1x1,conv3x3,avgpool3x3", metadata=_h("candidate operations, comma-separated"))
-    edges: int = field(default=6, metadata=_h("edges of the wide cell"))
-    channels: int = field(default=4, metadata=_h("channels per edge"))
-    image_size: int = field(default=8, metadata=_h("side of the random input images"))
-    smooth: float = field(default=1.0, metadata=_h("std (pixels) of the Gaussian blur of the white-noise inputs (0: none)"))
-    steps: int = field(default=1500, metadata=_h("weight steps, each followed by an architecture step (the schedules' length)"))
-    epochs: int = field(default=1, metadata=_h("passes of --steps steps"))
-    lr: float = field(default=0.05, metadata=_h("the weights' SGD learning rate (cosine)"))
-    arch_lr: float = field(default=0.01, metadata=_h("Adam learning rate of alpha"))
-    checkpoint_every: int = field(default=10**9, metadata=_h("steps between checkpoints (the last step always saves)"))
-    log_every: int = field(default=100, metadata=_h("steps between metric lines"))
+    out_dir: str = field(default="runs/nas-teacher", metadata=field_help("directory of the runs and teacher.json"))
+    teachers: int = field(default=10, metadata=field_help("teachers (teacher seeds 0..N-1), one search each"))
+    ops: str = field(default="skip,conv1x1,conv3x3,avgpool3x3", metadata=field_help("candidate operations, comma-separated"))
+    edges: int = field(default=6, metadata=field_help("edges of the wide cell"))
+    channels: int = field(default=4, metadata=field_help("channels per edge"))
+    image_size: int = field(default=8, metadata=field_help("side of the random input images"))
+    smooth: float = field(default=1.0, metadata=field_help("std (pixels) of the Gaussian blur of the white-noise inputs (0: none)"))
+    steps: int = field(default=1500, metadata=field_help("weight steps, each followed by an architecture step (the schedules' length)"))
+    epochs: int = field(default=1, metadata=field_help("passes of --steps steps"))
+    lr: float = field(default=0.05, metadata=field_help("the weights' SGD learning rate (cosine)"))
+    arch_lr: float = field(default=0.01, metadata=field_help("Adam learning rate of alpha"))
+    checkpoint_every: int = field(default=10**9, metadata=field_help("steps between checkpoints (the last step always saves)"))
+    log_every: int = field(default=100, metadata=field_help("steps between metric lines"))
 
     def op_names(self) -> tuple[str, ...]:
         return check_ops([o.strip() for o in self.ops.split(",") if o.strip()])

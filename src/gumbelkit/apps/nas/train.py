@@ -61,6 +61,7 @@ from gumbelkit.apps.training import (
     Task,
     TrainConfig,
     TrainingDiverged,
+    field_help,
     parse_config,
     run,
 )
@@ -87,10 +88,6 @@ PROG = "gumbelkit search"
 SEARCH_MODES = ("softmax", "reinforce")
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The git commit (and whether the tree had changes), the command and the environment.
 
@@ -111,15 +108,15 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
 class OptimConfig(TrainConfig):
     """The weights' optimizer: SGD with Nesterov momentum, cosine learning rate, gradient clip."""
 
-    batch_size: int = field(default=64, metadata=_h("batch size"))
-    lr: float = field(default=0.025, metadata=_h("the weights' SGD learning rate (cosine-annealed to --lr-min)"))
-    lr_min: float = field(default=0.001, metadata=_h("final weight learning rate"))
-    momentum: float = field(default=0.9, metadata=_h("SGD momentum (Nesterov)"))
-    weight_decay: float = field(default=5e-4, metadata=_h("the weights' weight decay"))
-    grad_clip: float = field(default=5.0, metadata=_h("clip the weights' gradient norm (0: no clipping)"))
-    log_every: int = field(default=50, metadata=_h("steps between metric lines"))
-    progress: bool = field(default=False, metadata=_h("show a progress bar"))
-    threads: int = field(default=1, metadata=_h("torch CPU threads (0: torch's default)"))
+    batch_size: int = field(default=64, metadata=field_help("batch size"))
+    lr: float = field(default=0.025, metadata=field_help("the weights' SGD learning rate (cosine-annealed to --lr-min)"))
+    lr_min: float = field(default=0.001, metadata=field_help("final weight learning rate"))
+    momentum: float = field(default=0.9, metadata=field_help("SGD momentum (Nesterov)"))
+    weight_decay: float = field(default=5e-4, metadata=field_help("the weights' weight decay"))
+    grad_clip: float = field(default=5.0, metadata=field_help("clip the weights' gradient norm (0: no clipping)"))
+    log_every: int = field(default=50, metadata=field_help("steps between metric lines"))
+    progress: bool = field(default=False, metadata=field_help("show a progress bar"))
+    threads: int = field(default=1, metadata=field_help("torch CPU threads (0: torch's default)"))
 
     def validate(self) -> None:
         super().validate()
@@ -132,14 +129,14 @@ class OptimConfig(TrainConfig):
 class ArchConfig(OptimConfig):
     """The architecture's estimator and optimizer (alternating with the weights' steps)."""
 
-    estimator: str = field(default="st_gs", metadata=_h("st_gs (GDAS) or another pathwise estimator; softmax (DARTS); reinforce"))
-    tau0: float = field(default=10.0, metadata=_h("tau at step 0 (linear schedule; GDAS: 10)"))
-    tau_end: float = field(default=0.1, metadata=_h("tau at the last step (GDAS: 0.1)"))
-    arch_lr: float = field(default=3e-4, metadata=_h("Adam learning rate of alpha (GDAS: 3e-4 for 240 epochs)"))
-    arch_beta1: float = field(default=0.5, metadata=_h("Adam beta1 of alpha (GDAS: 0.5)"))
-    arch_weight_decay: float = field(default=1e-3, metadata=_h("weight decay of alpha (GDAS: 1e-3)"))
-    reinforce_samples: int = field(default=2, metadata=_h("reinforce: architectures per step (leave-one-out baseline)"))
-    record_every: int = field(default=0, metadata=_h("steps between alpha snapshots (0: --log-every)"))
+    estimator: str = field(default="st_gs", metadata=field_help("st_gs (GDAS) or another pathwise estimator; softmax (DARTS); reinforce"))
+    tau0: float = field(default=10.0, metadata=field_help("tau at step 0 (linear schedule; GDAS: 10)"))
+    tau_end: float = field(default=0.1, metadata=field_help("tau at the last step (GDAS: 0.1)"))
+    arch_lr: float = field(default=3e-4, metadata=field_help("Adam learning rate of alpha (GDAS: 3e-4 for 240 epochs)"))
+    arch_beta1: float = field(default=0.5, metadata=field_help("Adam beta1 of alpha (GDAS: 0.5)"))
+    arch_weight_decay: float = field(default=1e-3, metadata=field_help("weight decay of alpha (GDAS: 1e-3)"))
+    reinforce_samples: int = field(default=2, metadata=field_help("reinforce: architectures per step (leave-one-out baseline)"))
+    record_every: int = field(default=0, metadata=field_help("steps between alpha snapshots (0: --log-every)"))
 
     def validate(self) -> None:
         super().validate()
@@ -165,16 +162,16 @@ class ArchConfig(OptimConfig):
 class CellConfig(OptimConfig):
     """Data and search space shared by the search and the retraining."""
 
-    dataset: str = field(default="fashion_mnist", metadata=_h("digits, fashion_mnist or mnist", choices=DATASETS))
-    size: int = field(default=14, metadata=_h("image side: 14 average-pools 28 x 28 images by 2; 0 keeps the native size"))
-    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
-    train_subset: int = field(default=0, metadata=_h("use the first N training images (0: all)"))
-    valid_subset: int = field(default=0, metadata=_h("use the first N validation images (0: all)"))
-    ops: str = field(default=",".join(NB201_OPS), metadata=_h("candidate operations, comma-separated"))
-    num_nodes: int = field(default=4, metadata=_h("nodes per cell (4 nodes: 6 edges)"))
-    channels: int = field(default=8, metadata=_h("channels of the first stage"))
-    stages: int = field(default=2, metadata=_h("stages (channels double, resolution halves between stages)"))
-    cells_per_stage: int = field(default=1, metadata=_h("cells per stage"))
+    dataset: str = field(default="fashion_mnist", metadata=field_help("digits, fashion_mnist or mnist", choices=DATASETS))
+    size: int = field(default=14, metadata=field_help("image side: 14 average-pools 28 x 28 images by 2; 0 keeps the native size"))
+    data_dir: str = field(default="", metadata=field_help("directory with the IDX files ('' = the default source)"))
+    train_subset: int = field(default=0, metadata=field_help("use the first N training images (0: all)"))
+    valid_subset: int = field(default=0, metadata=field_help("use the first N validation images (0: all)"))
+    ops: str = field(default=",".join(NB201_OPS), metadata=field_help("candidate operations, comma-separated"))
+    num_nodes: int = field(default=4, metadata=field_help("nodes per cell (4 nodes: 6 edges)"))
+    channels: int = field(default=8, metadata=field_help("channels of the first stage"))
+    stages: int = field(default=2, metadata=field_help("stages (channels double, resolution halves between stages)"))
+    cells_per_stage: int = field(default=1, metadata=field_help("cells per stage"))
 
     def op_names(self) -> tuple[str, ...]:
         return check_ops([o.strip() for o in self.ops.split(",") if o.strip()])
@@ -196,20 +193,20 @@ class CellConfig(OptimConfig):
 class SearchConfig(CellConfig, ArchConfig):
     """The search on images: :class:`CellConfig` and :class:`ArchConfig`."""
 
-    out_dir: str = field(default="runs/nas-search", metadata=_h("directory for metrics, checkpoints, search.json"))
-    epochs: int = field(default=10, metadata=_h("passes over the training subset"))
+    out_dir: str = field(default="runs/nas-search", metadata=field_help("directory for metrics, checkpoints, search.json"))
+    epochs: int = field(default=10, metadata=field_help("passes over the training subset"))
 
 
 @dataclass
 class RetrainConfig(CellConfig):
     """Training a fixed cell from scratch: :class:`CellConfig` plus the genotype."""
 
-    out_dir: str = field(default="runs/nas-retrain", metadata=_h("directory for metrics, checkpoints, results.json"))
-    epochs: int = field(default=10, metadata=_h("passes over the training subset"))
-    genotype: str = field(default="3,3,3,3,3,3", metadata=_h("operation index per edge, comma-separated"))
-    lr: float = field(default=0.05, metadata=_h("SGD learning rate (cosine-annealed to --lr-min)"))
-    lr_min: float = field(default=0.0, metadata=_h("final learning rate"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N test images (0: all)"))
+    out_dir: str = field(default="runs/nas-retrain", metadata=field_help("directory for metrics, checkpoints, results.json"))
+    epochs: int = field(default=10, metadata=field_help("passes over the training subset"))
+    genotype: str = field(default="3,3,3,3,3,3", metadata=field_help("operation index per edge, comma-separated"))
+    lr: float = field(default=0.05, metadata=field_help("SGD learning rate (cosine-annealed to --lr-min)"))
+    lr_min: float = field(default=0.0, metadata=field_help("final learning rate"))
+    test_subset: int = field(default=0, metadata=field_help("evaluate on the first N test images (0: all)"))
 
     def genotype_tuple(self) -> tuple[int, ...]:
         try:
@@ -505,26 +502,26 @@ def _cached(out_dir: Path, name: str) -> dict[str, Any] | None:
 class GDASConfig(CellConfig):
     """The whole experiment: searches, then retraining of the found, random and all-conv cells."""
 
-    out_dir: str = field(default="runs/nas-gdas", metadata=_h("directory of every run (search-*/, retrain-*/)"))
-    results_dir: str = field(default="", metadata=_h("where summary.json, table.md and figures/ go ('' = --out-dir)"))
-    overwrite: bool = field(default=False, metadata=_h("replace an existing summary.json in --results-dir"))
-    estimator: str = field(default="st_gs", metadata=_h("the search's estimator (st_gs: GDAS)"))
-    search_seeds: int = field(default=2, metadata=_h("independent searches (seeds 0..N-1)"))
-    search_epochs: int = field(default=15, metadata=_h("epochs of each search over --search-train-subset"))
-    search_train_subset: int = field(default=20_000, metadata=_h("search: training images for the weights (0: all)"))
-    lr: float = field(default=0.05, metadata=_h("search: the weights' SGD learning rate (cosine to --lr-min)"))
-    tau0: float = field(default=10.0, metadata=_h("search: tau at step 0"))
-    tau_end: float = field(default=0.1, metadata=_h("search: tau at the last step"))
-    arch_lr: float = field(default=3e-3, metadata=_h("search: Adam learning rate of alpha"))
-    arch_weight_decay: float = field(default=1e-3, metadata=_h("search: weight decay of alpha"))
-    train_subset: int = field(default=20_000, metadata=_h("retraining: training images (0: all)"))
-    retrain_seeds: int = field(default=3, metadata=_h("seeds of every retrained cell"))
-    retrain_epochs: int = field(default=10, metadata=_h("epochs of each retraining"))
-    retrain_lr: float = field(default=0.05, metadata=_h("retraining: SGD learning rate (cosine to 0)"))
-    random_cells: int = field(default=3, metadata=_h("random cells (uniform operation per edge), each retrained with the retrain seeds"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N test images (0: all)"))
-    render: bool = field(default=False, metadata=_h("only redraw figures/ and table.md from --results-dir/summary.json"))
-    quick: bool = field(default=False, metadata=_h("tiny run for smoke tests (digits, 1 search, 2 seeds, a few epochs)"))
+    out_dir: str = field(default="runs/nas-gdas", metadata=field_help("directory of every run (search-*/, retrain-*/)"))
+    results_dir: str = field(default="", metadata=field_help("where summary.json, table.md and figures/ go ('' = --out-dir)"))
+    overwrite: bool = field(default=False, metadata=field_help("replace an existing summary.json in --results-dir"))
+    estimator: str = field(default="st_gs", metadata=field_help("the search's estimator (st_gs: GDAS)"))
+    search_seeds: int = field(default=2, metadata=field_help("independent searches (seeds 0..N-1)"))
+    search_epochs: int = field(default=15, metadata=field_help("epochs of each search over --search-train-subset"))
+    search_train_subset: int = field(default=20_000, metadata=field_help("search: training images for the weights (0: all)"))
+    lr: float = field(default=0.05, metadata=field_help("search: the weights' SGD learning rate (cosine to --lr-min)"))
+    tau0: float = field(default=10.0, metadata=field_help("search: tau at step 0"))
+    tau_end: float = field(default=0.1, metadata=field_help("search: tau at the last step"))
+    arch_lr: float = field(default=3e-3, metadata=field_help("search: Adam learning rate of alpha"))
+    arch_weight_decay: float = field(default=1e-3, metadata=field_help("search: weight decay of alpha"))
+    train_subset: int = field(default=20_000, metadata=field_help("retraining: training images (0: all)"))
+    retrain_seeds: int = field(default=3, metadata=field_help("seeds of every retrained cell"))
+    retrain_epochs: int = field(default=10, metadata=field_help("epochs of each retraining"))
+    retrain_lr: float = field(default=0.05, metadata=field_help("retraining: SGD learning rate (cosine to 0)"))
+    random_cells: int = field(default=3, metadata=field_help("random cells (uniform operation per edge), each retrained with the retrain seeds"))
+    test_subset: int = field(default=0, metadata=field_help("evaluate on the first N test images (0: all)"))
+    render: bool = field(default=False, metadata=field_help("only redraw figures/ and table.md from --results-dir/summary.json"))
+    quick: bool = field(default=False, metadata=field_help("tiny run for smoke tests (digits, 1 search, 2 seeds, a few epochs)"))
 
     def with_quick_defaults(self) -> GDASConfig:
         quick: dict[str, Any] = {"dataset": "digits", "size": 0, "channels": 8, "stages": 1, "search_seeds": 1,

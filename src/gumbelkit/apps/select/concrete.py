@@ -46,6 +46,7 @@ from gumbelkit.apps.training import (
     StepOutput,
     Task,
     TrainConfig,
+    field_help,
     run,
 )
 from gumbelkit.schedules import ExponentialTau
@@ -58,30 +59,26 @@ CAE_SELECTORS = ("concrete", *SUBSET_SELECTORS)
 PUBLISHED_ACCURACY = {"mnist": 0.906, "fashion_mnist": 0.677}
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class SelectConfig(TrainConfig):
     """The concrete-selection run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/select", metadata=_h("directory for metrics, checkpoint, results, figures"))
-    dataset: str = field(default="mnist", metadata=_h("image dataset", choices=DATASETS))
-    selector: str = field(default="concrete", metadata=_h("pixel selector", choices=CAE_SELECTORS))
-    k: int = field(default=50, metadata=_h("pixels to select"))
-    epochs: int = field(default=300, metadata=_h("passes over the 3,600 training images (Abid et al.: 300)"))
-    batch_size: int = field(default=16, metadata=_h("batch size (Abid et al.'s code: max(N // 256, 16) = 16)"))
-    tau0: float = field(default=10.0, metadata=_h("initial temperature"))
-    tau_end: float = field(default=0.01, metadata=_h("final temperature (reached at the last step)"))
-    hidden: int = field(default=75, metadata=_h("decoder hidden units"))
-    n_fit: int = field(default=4000, metadata=_h("images of the official test set used for training (the rest test)"))
-    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
-    trees: int = field(default=50, metadata=_h("ExtraTrees estimators"))
-    checkpoint_every: int = field(default=20_000, metadata=_h("steps between checkpoints (the last step always saves)"))
-    log_every: int = field(default=1000, metadata=_h("steps between metric lines"))
-    figures: bool = field(default=True, metadata=_h("draw the selected pixels"))
-    quick: bool = field(default=False, metadata=_h("tiny run (20 epochs of 1,000 images): seconds"))
+    out_dir: str = field(default="runs/select", metadata=field_help("directory for metrics, checkpoint, results, figures"))
+    dataset: str = field(default="mnist", metadata=field_help("image dataset", choices=DATASETS))
+    selector: str = field(default="concrete", metadata=field_help("pixel selector", choices=CAE_SELECTORS))
+    k: int = field(default=50, metadata=field_help("pixels to select"))
+    epochs: int = field(default=300, metadata=field_help("passes over the 3,600 training images (Abid et al.: 300)"))
+    batch_size: int = field(default=16, metadata=field_help("batch size (Abid et al.'s code: max(N // 256, 16) = 16)"))
+    tau0: float = field(default=10.0, metadata=field_help("initial temperature"))
+    tau_end: float = field(default=0.01, metadata=field_help("final temperature (reached at the last step)"))
+    hidden: int = field(default=75, metadata=field_help("decoder hidden units"))
+    n_fit: int = field(default=4000, metadata=field_help("images of the official test set used for training (the rest test)"))
+    data_dir: str = field(default="", metadata=field_help("directory with the IDX files ('' = the default source)"))
+    trees: int = field(default=50, metadata=field_help("ExtraTrees estimators"))
+    checkpoint_every: int = field(default=20_000, metadata=field_help("steps between checkpoints (the last step always saves)"))
+    log_every: int = field(default=1000, metadata=field_help("steps between metric lines"))
+    figures: bool = field(default=True, metadata=field_help("draw the selected pixels"))
+    quick: bool = field(default=False, metadata=field_help("tiny run (20 epochs of 1,000 images): seconds"))
 
     def validate(self) -> None:
         super().validate()

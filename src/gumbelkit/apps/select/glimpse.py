@@ -52,6 +52,7 @@ from gumbelkit.apps.training import (
     StepOutput,
     Task,
     TrainConfig,
+    field_help,
     run,
 )
 from gumbelkit.schedules import ExponentialTau
@@ -66,31 +67,27 @@ GLIMPSE_SELECTORS = (*SUBSET_SELECTORS, "sequential", "random", "centre", "evalx
 EVAL_KS = (1, 2, 5, 10, 20, 49)
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class GlimpseConfig(TrainConfig):
     """The glimpse run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/glimpse", metadata=_h("directory for metrics, checkpoint, results, figures"))
-    dataset: str = field(default="mnist", metadata=_h("image dataset", choices=DATASETS))
-    selector: str = field(default="st_topk", metadata=_h("patch selection policy", choices=GLIMPSE_SELECTORS))
-    k: int = field(default=10, metadata=_h("patches seen, of 49"))
-    epochs: int = field(default=10, metadata=_h("passes over the training images"))
-    tau0: float = field(default=1.0, metadata=_h("initial temperature"))
-    tau_end: float = field(default=0.1, metadata=_h("final temperature (geometric decay over the run)"))
-    seq_estimator: str = field(default="st_gs", metadata=_h("categorical estimator of --selector sequential"))
-    width: int = field(default=16, metadata=_h("channels of the first convolution (the second has twice as many)"))
-    train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N test images (0: all 10,000)"))
-    evaluator: str = field(default="", metadata=_h("EVAL-X evaluator checkpoint (evaluator.pt of an --selector evalx run)"))
-    train_against: str = field(default="own", metadata=_h("the classifier the selector trains through: 'own' (trained jointly) or 'evaluator' (frozen, REAL-X)", choices=("own", "evaluator")))
-    data_dir: str = field(default="", metadata=_h("directory with the IDX files ('' = the default source)"))
-    figures: bool = field(default=True, metadata=_h("draw the chosen patches on test images"))
-    checkpoint_every: int = field(default=5000, metadata=_h("steps between checkpoints (the last step always saves)"))
-    quick: bool = field(default=False, metadata=_h("tiny run (5,000 images, 2 epochs): seconds"))
+    out_dir: str = field(default="runs/glimpse", metadata=field_help("directory for metrics, checkpoint, results, figures"))
+    dataset: str = field(default="mnist", metadata=field_help("image dataset", choices=DATASETS))
+    selector: str = field(default="st_topk", metadata=field_help("patch selection policy", choices=GLIMPSE_SELECTORS))
+    k: int = field(default=10, metadata=field_help("patches seen, of 49"))
+    epochs: int = field(default=10, metadata=field_help("passes over the training images"))
+    tau0: float = field(default=1.0, metadata=field_help("initial temperature"))
+    tau_end: float = field(default=0.1, metadata=field_help("final temperature (geometric decay over the run)"))
+    seq_estimator: str = field(default="st_gs", metadata=field_help("categorical estimator of --selector sequential"))
+    width: int = field(default=16, metadata=field_help("channels of the first convolution (the second has twice as many)"))
+    train_subset: int = field(default=0, metadata=field_help("use only the first N training images (0: all 50,000)"))
+    test_subset: int = field(default=0, metadata=field_help("evaluate on the first N test images (0: all 10,000)"))
+    evaluator: str = field(default="", metadata=field_help("EVAL-X evaluator checkpoint (evaluator.pt of an --selector evalx run)"))
+    train_against: str = field(default="own", metadata=field_help("the classifier the selector trains through: 'own' (trained jointly) or 'evaluator' (frozen, REAL-X)", choices=("own", "evaluator")))
+    data_dir: str = field(default="", metadata=field_help("directory with the IDX files ('' = the default source)"))
+    figures: bool = field(default=True, metadata=field_help("draw the chosen patches on test images"))
+    checkpoint_every: int = field(default=5000, metadata=field_help("steps between checkpoints (the last step always saves)"))
+    quick: bool = field(default=False, metadata=field_help("tiny run (5,000 images, 2 epochs): seconds"))
 
     def validate(self) -> None:
         super().validate()

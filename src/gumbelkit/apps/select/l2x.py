@@ -40,6 +40,7 @@ from gumbelkit.apps.training import (
     StepOutput,
     Task,
     TrainConfig,
+    field_help,
     run,
 )
 from gumbelkit.schedules import ConstantTau
@@ -51,26 +52,22 @@ PROG = "gumbelkit train l2x"
 OPTIMAL_MEDIAN_RANK = {name: (k + 1) / 2 for name, k in L2X_K.items()}
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class L2XConfig(TrainConfig):
     """The L2X run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/l2x", metadata=_h("directory for metrics, checkpoint, results"))
-    dataset: str = field(default="xor", metadata=_h("synthetic dataset", choices=L2X_DATASETS))
-    selector: str = field(default="l2x", metadata=_h("k-subset estimator", choices=SUBSET_SELECTORS))
-    epochs: int = field(default=1, metadata=_h("passes over the training set (L2X: 1)"))
-    batch_size: int = field(default=1000, metadata=_h("batch size (L2X: 1000)"))
-    n_train: int = field(default=1_000_000, metadata=_h("training points (L2X: 10^6), drawn with seed 2 * --seed"))
-    n_valid: int = field(default=100_000, metadata=_h("validation points scored (L2X: 10^5), drawn with seed 2 * --seed + 1"))
-    tau: float = field(default=0.1, metadata=_h("selector temperature (L2X: 0.1; SIMPLE has none)"))
-    k: int = field(default=0, metadata=_h("features selected (0: the dataset's number of relevant ones)"))
-    l2: float = field(default=1e-3, metadata=_h("L2 penalty on the hidden layers' weights (Keras l2)"))
-    checkpoint_every: int = field(default=100_000, metadata=_h("steps between checkpoints (the last step always saves)"))
-    quick: bool = field(default=False, metadata=_h("tiny run (20,000 points, 5,000 scored): seconds"))
+    out_dir: str = field(default="runs/l2x", metadata=field_help("directory for metrics, checkpoint, results"))
+    dataset: str = field(default="xor", metadata=field_help("synthetic dataset", choices=L2X_DATASETS))
+    selector: str = field(default="l2x", metadata=field_help("k-subset estimator", choices=SUBSET_SELECTORS))
+    epochs: int = field(default=1, metadata=field_help("passes over the training set (L2X: 1)"))
+    batch_size: int = field(default=1000, metadata=field_help("batch size (L2X: 1000)"))
+    n_train: int = field(default=1_000_000, metadata=field_help("training points (L2X: 10^6), drawn with seed 2 * --seed"))
+    n_valid: int = field(default=100_000, metadata=field_help("validation points scored (L2X: 10^5), drawn with seed 2 * --seed + 1"))
+    tau: float = field(default=0.1, metadata=field_help("selector temperature (L2X: 0.1; SIMPLE has none)"))
+    k: int = field(default=0, metadata=field_help("features selected (0: the dataset's number of relevant ones)"))
+    l2: float = field(default=1e-3, metadata=field_help("L2 penalty on the hidden layers' weights (Keras l2)"))
+    checkpoint_every: int = field(default=100_000, metadata=field_help("steps between checkpoints (the last step always saves)"))
+    quick: bool = field(default=False, metadata=field_help("tiny run (20,000 points, 5,000 scored): seconds"))
 
     def validate(self) -> None:
         super().validate()

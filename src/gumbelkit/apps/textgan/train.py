@@ -64,6 +64,7 @@ from gumbelkit.apps.training import (
     Task,
     TrainConfig,
     TrainingDiverged,
+    field_help,
     load_checkpoint,
     parse_config,
     read_metrics,
@@ -85,10 +86,6 @@ DESCRIPTION = (
 )
 
 
-def _h(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class TextGANConfig(TrainConfig):
     """The text GAN run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below.
@@ -97,35 +94,35 @@ class TextGANConfig(TrainConfig):
     ``lr`` is 1e-2 for MLE and 1e-4 for the GAN.
     """
 
-    out_dir: str = field(default="runs/textgan", metadata=_h("directory for metrics, checkpoints, samples, results"))
-    stage: str = field(default="all", metadata=_h("'mle', 'gan' (needs --init) or 'all' (MLE, then the GAN from it)", choices=STAGES))
-    corpus: str = field(default="oracle", metadata=_h("'oracle' (SeqGAN's synthetic oracle) or 'austen' (Jane Austen)", choices=CORPORA))
-    oracle: str = field(default="", metadata=_h("the oracle's .npz file ('' = ../shared/data/seqgan_oracle_lstm32.npz)"))
-    corpus_path: str = field(default="", metadata=_h("janeaustenr's data/Rdata ('' = Debian's r-cran-janeaustenr location)"))
-    init: str = field(default="", metadata=_h("gan stage: the MLE run directory (or its checkpoint.pt) to start from"))
-    estimator: str = field(default="st_gs", metadata=_h("gradient estimator for the generator's tokens (registry name)",
-                                                         choices=estimator_names))
-    gumbel_rao_k: int = field(default=10, metadata=_h("gumbel_rao: Monte Carlo samples K"))
-    beta_max: float = field(default=100.0, metadata=_h("final inverse temperature; tau_n = beta_max^(-n/N)"))
-    d_steps: int = field(default=5, metadata=_h("discriminator steps per generator step"))
-    d_lr: float = field(default=1e-4, metadata=_h("discriminator Adam learning rate"))
-    d_emb: int = field(default=64, metadata=_h("discriminator embedding width"))
-    d_filters: int = field(default=64, metadata=_h("discriminator filters per width"))
-    d_filter_sizes: str = field(default="2,3,4,5", metadata=_h("discriminator convolution widths, comma-separated"))
-    d_dropout: float = field(default=0.25, metadata=_h("discriminator dropout (RelGAN: keep 0.75)"))
-    emb_dim: int = field(default=32, metadata=_h("generator embedding width (SeqGAN: 32)"))
-    hidden: int = field(default=32, metadata=_h("generator LSTM width (SeqGAN: 32)"))
-    init_std: float = field(default=0.1, metadata=_h("std of the generator's normal init of every weight and bias"))
-    n_train: int = field(default=10_000, metadata=_h("oracle: training sequences sampled from the oracle"))
-    n_heldout: int = field(default=10_000, metadata=_h("oracle: held-out sequences (NLL_gen), disjoint from training"))
-    seq_len: int = field(default=20, metadata=_h("oracle: sequence length T"))
-    data_seed: int = field(default=88, metadata=_h("oracle: seed of the training set (held-out: +1); SeqGAN's 88"))
-    vocab_size: int = field(default=5000, metadata=_h("austen: vocabulary size including <eos>, <unk>"))
-    max_words: int = field(default=25, metadata=_h("austen: longest sentence kept (tokens)"))
-    eval_samples: int = field(default=10_000, metadata=_h("sequences generated for the final evaluation (samples.npy)"))
-    curve_samples: int = field(default=2000, metadata=_h("sequences generated at each --eval-every evaluation"))
-    temperatures: str = field(default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2", metadata=_h("mle stage: sampling temperatures of the frontier ('' = none)"))
-    quick: bool = field(default=False, metadata=_h("tiny run of both stages on the oracle (1,000 sequences, 300 + 20 steps; under a minute)"))
+    out_dir: str = field(default="runs/textgan", metadata=field_help("directory for metrics, checkpoints, samples, results"))
+    stage: str = field(default="all", metadata=field_help("'mle', 'gan' (needs --init) or 'all' (MLE, then the GAN from it)", choices=STAGES))
+    corpus: str = field(default="oracle", metadata=field_help("'oracle' (SeqGAN's synthetic oracle) or 'austen' (Jane Austen)", choices=CORPORA))
+    oracle: str = field(default="", metadata=field_help("the oracle's .npz file ('' = ../shared/data/seqgan_oracle_lstm32.npz)"))
+    corpus_path: str = field(default="", metadata=field_help("janeaustenr's data/Rdata ('' = Debian's r-cran-janeaustenr location)"))
+    init: str = field(default="", metadata=field_help("gan stage: the MLE run directory (or its checkpoint.pt) to start from"))
+    estimator: str = field(default="st_gs", metadata=field_help("gradient estimator for the generator's tokens (registry name)",
+                                                                 choices=estimator_names))
+    gumbel_rao_k: int = field(default=10, metadata=field_help("gumbel_rao: Monte Carlo samples K"))
+    beta_max: float = field(default=100.0, metadata=field_help("final inverse temperature; tau_n = beta_max^(-n/N)"))
+    d_steps: int = field(default=5, metadata=field_help("discriminator steps per generator step"))
+    d_lr: float = field(default=1e-4, metadata=field_help("discriminator Adam learning rate"))
+    d_emb: int = field(default=64, metadata=field_help("discriminator embedding width"))
+    d_filters: int = field(default=64, metadata=field_help("discriminator filters per width"))
+    d_filter_sizes: str = field(default="2,3,4,5", metadata=field_help("discriminator convolution widths, comma-separated"))
+    d_dropout: float = field(default=0.25, metadata=field_help("discriminator dropout (RelGAN: keep 0.75)"))
+    emb_dim: int = field(default=32, metadata=field_help("generator embedding width (SeqGAN: 32)"))
+    hidden: int = field(default=32, metadata=field_help("generator LSTM width (SeqGAN: 32)"))
+    init_std: float = field(default=0.1, metadata=field_help("std of the generator's normal init of every weight and bias"))
+    n_train: int = field(default=10_000, metadata=field_help("oracle: training sequences sampled from the oracle"))
+    n_heldout: int = field(default=10_000, metadata=field_help("oracle: held-out sequences (NLL_gen), disjoint from training"))
+    seq_len: int = field(default=20, metadata=field_help("oracle: sequence length T"))
+    data_seed: int = field(default=88, metadata=field_help("oracle: seed of the training set (held-out: +1); SeqGAN's 88"))
+    vocab_size: int = field(default=5000, metadata=field_help("austen: vocabulary size including <eos>, <unk>"))
+    max_words: int = field(default=25, metadata=field_help("austen: longest sentence kept (tokens)"))
+    eval_samples: int = field(default=10_000, metadata=field_help("sequences generated for the final evaluation (samples.npy)"))
+    curve_samples: int = field(default=2000, metadata=field_help("sequences generated at each --eval-every evaluation"))
+    temperatures: str = field(default="0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2", metadata=field_help("mle stage: sampling temperatures of the frontier ('' = none)"))
+    quick: bool = field(default=False, metadata=field_help("tiny run of both stages on the oracle (1,000 sequences, 300 + 20 steps; under a minute)"))
 
     def filter_sizes(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.d_filter_sizes.split(","))

@@ -17,6 +17,7 @@ from gumbelkit.apps.training.config import (
     build_parser,
     config_from_dict,
     config_to_dict,
+    field_help,
     load_config_file,
     parse_config,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "config_to_dict",
     "epoch_permutation",
     "exit_code",
+    "field_help",
     "load_checkpoint",
     "load_config_file",
     "parse_config",

