@@ -1,4 +1,5 @@
-"""Small helpers shared by the selection applications: provenance, the selector lookup and ``main()``."""
+"""Small helpers shared by the selection applications: provenance, the selector lookup, ``main()``
+and ``quick_run()``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import platform
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -15,7 +17,7 @@ from gumbelkit import subsets
 from gumbelkit.apps.provenance import git_state
 from gumbelkit.apps.training import CheckpointError, TrainConfig, TrainingDiverged, parse_config
 
-__all__ = ["SUBSET_SELECTORS", "environment", "provenance", "run_main", "select"]
+__all__ = ["SUBSET_SELECTORS", "QuickResult", "environment", "provenance", "quick_result", "run_main", "select"]
 
 C = TypeVar("C", bound=TrainConfig)
 
@@ -64,3 +66,16 @@ def run_main(cls: type[C], argv: Sequence[str] | None, *, prog: str, doc: str | 
     if results:
         print(summary(config, results))
     return 0
+
+
+class QuickResult(NamedTuple):
+    """What a selection application's ``quick_run`` returns: the results dict and a figure (None)."""
+
+    results: dict[str, Any]
+    figure: Path | None
+
+
+def quick_result(config: C, train: Callable[[C], dict[str, Any]]) -> QuickResult:
+    """Validate ``config`` (a ``--quick`` one), run ``train`` on its quick defaults; no figure."""
+    config.validate()
+    return QuickResult(train(config.with_quick_defaults()), None)  # type: ignore[attr-defined]

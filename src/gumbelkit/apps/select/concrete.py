@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +39,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gumbelkit.apps.data.images import DATASETS, image_splits
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main
+from gumbelkit.apps.select.common import (
+    SUBSET_SELECTORS,
+    QuickResult,
+    environment,
+    provenance,
+    quick_result,
+    run_main,
+)
 from gumbelkit.apps.select.model import CAEDecoder, ConcreteSelector, SubsetPixelSelector
 from gumbelkit.apps.training import (
     StepContext,
@@ -277,14 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(SelectConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
-class QuickResult(NamedTuple):
-    results: dict[str, Any]
-    figure: Path | None
-
-
 def quick_run(out_dir: str | Path, dataset: str = "mnist", selector: str = "concrete", seed: int = 0) -> QuickResult:
     """``--quick`` run (seconds)."""
     config = SelectConfig(out_dir=str(out_dir), dataset=dataset, selector=selector, seed=seed, quick=True,
                           progress=False)
-    config.validate()
-    return QuickResult(train(config.with_quick_defaults()), None)
+    return quick_result(config, train)

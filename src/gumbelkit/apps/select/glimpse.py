@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +44,15 @@ from torch import Tensor, nn
 
 from gumbelkit import estimators
 from gumbelkit.apps.data.images import DATASETS, image_splits
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main, select
+from gumbelkit.apps.select.common import (
+    SUBSET_SELECTORS,
+    QuickResult,
+    environment,
+    provenance,
+    quick_result,
+    run_main,
+    select,
+)
 from gumbelkit.apps.select.data import patch_mask_to_pixels
 from gumbelkit.apps.select.model import MaskedClassifier, PatchScorer
 from gumbelkit.apps.training import (
@@ -386,14 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(GlimpseConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
-class QuickResult(NamedTuple):
-    results: dict[str, Any]
-    figure: Path | None
-
-
 def quick_run(out_dir: str | Path, dataset: str = "mnist", selector: str = "st_topk", seed: int = 0) -> QuickResult:
     """``--quick`` run (seconds)."""
     config = GlimpseConfig(out_dir=str(out_dir), dataset=dataset, selector=selector, seed=seed, quick=True,
                            progress=False)
-    config.validate()
-    return QuickResult(train(config.with_quick_defaults()), None)
+    return quick_result(config, train)

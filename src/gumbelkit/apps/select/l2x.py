@@ -24,14 +24,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gumbelkit.apps.select.common import SUBSET_SELECTORS, environment, provenance, run_main, select
+from gumbelkit.apps.select.common import (
+    SUBSET_SELECTORS,
+    QuickResult,
+    environment,
+    provenance,
+    quick_result,
+    run_main,
+    select,
+)
 from gumbelkit.apps.select.data import L2X_DATASETS, L2X_K, l2x_synthetic, true_features
 from gumbelkit.apps.select.metrics import median_rank
 from gumbelkit.apps.select.model import L2XExplainer, L2XPredictor, l2_penalty
@@ -207,13 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(L2XConfig, argv, prog=PROG, doc=__doc__, train=train, summary=_summary)
 
 
-class QuickResult(NamedTuple):
-    results: dict[str, Any]
-    figure: Path | None
-
-
 def quick_run(out_dir: str | Path, dataset: str = "xor", selector: str = "l2x", seed: int = 0) -> QuickResult:
     """``--quick`` run (seconds). Returns the results (no figure)."""
     config = L2XConfig(out_dir=str(out_dir), dataset=dataset, selector=selector, seed=seed, quick=True, progress=False)
-    config.validate()
-    return QuickResult(train(config.with_quick_defaults()), None)
+    return quick_result(config, train)
