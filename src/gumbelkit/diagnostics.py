@@ -218,25 +218,35 @@ def gradient_draws(
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
         raise ValueError(f"n_draws must be an int >= 2, got {n_draws!r}")
     spec = None if bernoulli else E.spec(name)
+
+    def loss_of(theta: Tensor, gen: torch.Generator) -> Tensor:
+        m = theta.shape[0]
+        if spec is None:
+            return f(E.sample_bernoulli(theta, name, tau, generator=gen, **options).output)  # (m,)
+        if spec.kind == "score":
+
+            def f_batched(h: Tensor) -> Tensor:  # (S, m, *B, K) -> (S, m)
+                s = h.shape[0]
+                return f(h.reshape(s * m, *logits.shape)).reshape(s, m)
+
+            return E.surrogate(theta, f_batched, name, tau, generator=gen, **options)  # (m,)
+        return f(E.sample(theta, name, tau, -1, generator=gen, **options).output)  # (m,)
+
+    return _chunked_gradients(logits, loss_of, n_draws, seed, chunk, "(M, *logits.shape)")
+
+
+def _chunked_gradients(logits: Tensor, loss_of: Callable[[Tensor, torch.Generator], Tensor], n_draws: int,
+                       seed: int, chunk: int, samples: str) -> Tensor:
+    """``n_draws`` single-sample gradients: ``loss_of(theta, gen)`` maps ``(m, *logits.shape)``
+    copies of the logits to ``(m,)`` losses, in chunks of ``chunk``; one generator seeded ``seed``."""
     gen = torch.Generator(device=logits.device).manual_seed(seed)
     out = []
     for start in range(0, n_draws, chunk):
         m = min(chunk, n_draws - start)
         theta = logits.detach().unsqueeze(0).expand(m, *logits.shape).clone().requires_grad_(True)
-        if spec is None:
-            loss = f(E.sample_bernoulli(theta, name, tau, generator=gen, **options).output)  # (m,)
-        elif spec.kind == "score":
-
-            def f_batched(h: Tensor, m: int = m) -> Tensor:  # (S, m, *B, K) -> (S, m)
-                s = h.shape[0]
-                return f(h.reshape(s * m, *logits.shape)).reshape(s, m)
-
-            loss = E.surrogate(theta, f_batched, name, tau, generator=gen, **options)  # (m,)
-        else:
-            s = E.sample(theta, name, tau, -1, generator=gen, **options)
-            loss = f(s.output)  # (m,)
+        loss = loss_of(theta, gen)
         if loss.shape != (m,):
-            raise ValueError(f"f must map (M, *logits.shape) samples to (M,) values, got shape {tuple(loss.shape)}")
+            raise ValueError(f"f must map {samples} samples to (M,) values, got shape {tuple(loss.shape)}")
         (g,) = torch.autograd.grad(loss.sum(), theta)
         out.append(g)
     return torch.cat(out)
@@ -570,17 +580,9 @@ def subset_gradient_draws(
     _check_subset_problem(logits, k, S.subset_spec(name).distribution)
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
         raise ValueError(f"n_draws must be an int >= 2, got {n_draws!r}")
-    gen = torch.Generator(device=logits.device).manual_seed(seed)
-    out = []
-    for start in range(0, n_draws, chunk):
-        m = min(chunk, n_draws - start)
-        theta = logits.detach().unsqueeze(0).expand(m, -1).clone().requires_grad_(True)  # (m, n)
-        loss = f(S.sample_subset(theta, k, name, tau, -1, generator=gen).output)
-        if loss.shape != (m,):
-            raise ValueError(f"f must map (M, n) samples to (M,) values, got shape {tuple(loss.shape)}")
-        (g,) = torch.autograd.grad(loss.sum(), theta)
-        out.append(g)
-    return torch.cat(out)
+    return _chunked_gradients(
+        logits, lambda theta, gen: f(S.sample_subset(theta, k, name, tau, -1, generator=gen).output),
+        n_draws, seed, chunk, "(M, n)")
 
 
 def subset_estimator_stats(
