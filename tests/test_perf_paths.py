@@ -298,6 +298,18 @@ def test_half_precision_gradient_is_computed_in_float32():
     torch.testing.assert_close(logits.grad, l32.grad.half(), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape,dim", [*CASES, ((2, 40, 3), 1), ((70_001, 2), 0)])
+def test_topk_is_the_float64_top_k_of_the_perturbed_logits(shape, dim, split_threads):
+    # every layout's top k is that of l + G in float64, so an offset of 1e6 (ulp 0.06 in
+    # float32) does not reorder near-ties; other layouts than rows keep a running top k per
+    # column over blocks of rows (or parts of one row), which k up to K exercises
+    lo = torch.randn(shape, generator=gen(0)) * 3 + 1e6
+    noise = gk.gumbel_noise(shape, dtype=torch.float64, generator=gen(1))
+    for k in sorted({1, min(5, shape[dim]), shape[dim]} if shape[dim] <= 40 else {1, 5}):
+        top = gk.gumbel_topk(lo, k, dim, generator=gen(1))
+        assert torch.equal(top, (lo.double() + noise).topk(k, dim).indices), k
+
+
 # ----------------------------------------------------------------------- folded validation
 
 

@@ -373,7 +373,8 @@ def perturb_into(
       exactly 0 and the softmax needs no shift of its own); the argmax comes from the same pass,
       and with ``topk = k`` and no ``out`` the ``k`` largest, first first, as ``indices`` (then
       ``ok`` also says every slice has ``k`` finite values).
-    * Otherwise, indices only: a running float64 argmax of ``l + G`` down each slab.
+    * Otherwise, indices only: a running float64 argmax of ``l + G`` down each slab, or with
+      ``topk = k`` a running top ``k`` per column (:func:`_topk_stream`).
     * Otherwise, values: ``z = (l - max l) + G`` with the slice maxima of a first pass over the
       logits, computed in float64 and rounded once.
 
@@ -387,8 +388,11 @@ def perturb_into(
     outer, k, inner = layout(logits.shape, dim)
     index = None
     bad: list[bool] = []
+    if topk and out is None and not rows_layout(logits.shape, dim):
+        index = torch.empty(logits.shape[:dim] + (topk,) + logits.shape[dim + 1 :], dtype=torch.int64)
+        _topk_stream(lg, index.numpy().reshape(outer, topk, inner), outer, k, inner, stream, bad)
+        return PerturbResult(not bad, index, False)
     if topk and out is None:
-        assert rows_layout(logits.shape, dim), "top-k without values needs rows of categories"
         index = torch.empty(logits.shape[:dim] + (topk,) + logits.shape[dim + 1 :], dtype=torch.int64)
         top = index.numpy().reshape(outer, topk)
 
@@ -509,6 +513,65 @@ def _argmax_stream(
         _run_blocks(lg.size, stream, body, unit=s)
     else:
         _run_blocks(lg.size, stream, body, unit=s, piece=inner)
+    if nan.any() or not np.isfinite(best).all():
+        bad.append(True)
+
+
+def _topk_stream(
+    lg: np.ndarray, top: np.ndarray, outer: int, k: int, inner: int, stream: Stream, bad: list[bool]
+) -> None:
+    """``top`` (outer, m, inner) = the ``m`` largest of ``l + G`` (float64) over the K rows of each
+    (K, inner) slab, largest first, with no perturbed copy written: whole slabs at once, else a
+    running top ``m`` per column that a block of rows only touches in the columns where its
+    maximum beats the current m-th largest (after the first rows, few). Threads take whole slabs."""
+    m = top.shape[1]
+    s = k * inner
+    best = np.full((outer, inner, m), -np.inf)  # per column: the m largest so far, unordered
+    arg = np.zeros((outer, inner, m), dtype=np.int64)
+    floor = np.full((outer, inner), -np.inf)  # per column: the smallest of its m
+    nan = np.zeros(outer, dtype=bool)
+
+    def merge(o0: int, k0: int, c0: int, chunk: np.ndarray) -> None:
+        """Fold rows ``k0:k0 + r`` (columns ``c0:c0 + ncol``) of slab ``o0`` into its top m."""
+        r, ncol = chunk.shape
+        cm = chunk.max(axis=0)  # NaN propagates
+        nan[o0] |= bool(np.isnan(cm).any())
+        cols = np.nonzero(cm > floor[o0, c0 : c0 + ncol])[0]
+        if not cols.size:
+            return
+        gc = cols + c0
+        vals = np.concatenate([best[o0, gc], chunk[:, cols].T], axis=1)  # (n, m + r)
+        rows = np.concatenate([arg[o0, gc], np.broadcast_to(np.arange(k0, k0 + r), (cols.size, r))], axis=1)
+        part = np.argpartition(vals, r, axis=1)[:, r:]  # the m largest of the m + r
+        best[o0, gc] = np.take_along_axis(vals, part, axis=1)
+        arg[o0, gc] = np.take_along_axis(rows, part, axis=1)
+        floor[o0, gc] = best[o0, gc].min(axis=1)
+
+    def body(w: np.ndarray, start: int, stop: int) -> None:
+        exponential_block(w)
+        np.log(w, out=w)
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.subtract(lg[start:stop], w, out=w)  # l + G, float64: no rounding to l's ulp
+            o0 = start // s
+            if stop - start >= s and start % s == 0:  # whole (small) slabs: the top m directly
+                w3 = np.ascontiguousarray(w.reshape(-1, k, inner).transpose(0, 2, 1))  # (n, inner, K)
+                part = np.argpartition(w3, k - m, axis=2)[:, :, k - m :]
+                n = w3.shape[0]
+                best[o0 : o0 + n] = np.take_along_axis(w3, part, axis=2)
+                arg[o0 : o0 + n] = part
+                return
+            k0, c0 = (start % s) // inner, start % inner
+            if c0 == 0 and (stop - start) % inner == 0:  # whole rows of one slab
+                merge(o0, k0, 0, w.reshape(-1, inner))
+            else:  # part of one row
+                merge(o0, k0, c0, w.reshape(1, -1))
+
+    if s <= BLOCK:
+        _run_blocks(lg.size, stream, body, unit=s)
+    else:
+        _run_blocks(lg.size, stream, body, unit=s, piece=inner)
+    order = np.argsort(-best, axis=2, kind="stable")  # largest first
+    top[...] = np.take_along_axis(arg, order, axis=2).transpose(0, 2, 1)
     if nan.any() or not np.isfinite(best).all():
         bad.append(True)
 

@@ -168,7 +168,7 @@ def gumbel_topk(
     n = logits.shape[d]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an int with 1 <= k <= {n} (the size of dim {dim}), got {k!r}")
-    # categories last on the numpy path: the top k are found while perturbing, no copy written
+    # numpy path: the top k of l + G (float64) are found while perturbing, no copy written
     z, ok_max, found, _ = perturb(logits, d, noise=noise, generator=generator, values=False, topk=k)
     ok: bool | Tensor
     if found is not None:

@@ -260,14 +260,12 @@ def perturb(
     block (:func:`gumbelkit._kernels.perturb_into`); on the torch-op path from ``torch.rand``,
     as ``(logits - max) + G``. Either way the values do not depend on a constant added to the
     logits. ``values=False`` (numpy path) skips writing them when only the argmax is wanted;
-    with ``topk = k`` as well, ``indices`` are the ``k`` largest when the kernels find them.
+    with ``topk = k`` as well, ``indices`` are the ``k`` largest, in any layout.
     """
     cdt = compute_dtype(logits.dtype)
     x = logits.detach()
     if noise is None and _kernels.numpy_path(x):
         s = _kernels.draw_stream(generator) if stream is None else stream
-        if topk and not _kernels.rows_layout(x.shape, dim):
-            values = True  # top-k of other layouts is taken from the values
         z = torch.empty(x.shape, dtype=cdt) if values else None
         ok, indices, zero = _kernels.perturb_into(z, x.contiguous(), dim, s, want_index, topk)
         return Perturbed(z, ok, indices, zero)
