@@ -3,7 +3,7 @@
     python benchmarks/vae_table.py run --seeds 0 1 2 --epochs 100      # the 20 x 10 grid (resumable)
     python benchmarks/vae_table.py run --setup small --epochs 10        # 4 x 8: adds IndeCateR, REINFORCE
     python benchmarks/vae_table.py render                               # tables from the results JSON
-    python benchmarks/vae_table.py anneal --epochs 20                   # fixed tau vs annealed (GS, ST-GS)
+    python benchmarks/vae_table.py anneal --epochs 20 --seeds 0 1       # fixed tau vs annealed (GS, ST-GS)
     python benchmarks/vae_table.py st-bias --run-dir runs/vae-table/main/st/seed0   # ST's bias vs tau
     python benchmarks/vae_table.py collect --name st_study runs/stinv/*            # keep a study's runs
 
@@ -232,6 +232,10 @@ def cmd_render(args: argparse.Namespace) -> int:
                 dest = Path(args.results) / "figures"
                 dest.mkdir(parents=True, exist_ok=True)
                 (dest / "best_reconstructions.png").write_bytes(src.read_bytes())
+    anneal = render_anneal(Path(args.results) / "anneal")
+    if anneal is not None:
+        found = True
+        print(f"## anneal\n\n{anneal}")
     if not found:
         print("no results under results/vae/*/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)
         return 1
@@ -337,32 +341,89 @@ def cmd_anneal(args: argparse.Namespace) -> int:
     from gumbelkit.apps.vae.train import main as vae_main
 
     dest = Path(args.results) / "anneal"
-    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "runs").mkdir(parents=True, exist_ok=True)
     steps = args.epochs * 500
     failed = []
-    for est in args.estimators:
-        for name, sched in ANNEAL_SCHEDULES.items():
-            if name.startswith("exp 2"):  # reaches 0.1 at 80% of the run: rate = ln(20) / (0.8 T)
-                sched = [*sched, "--tau-rate", f"{math.log(20) / (0.8 * steps):.6g}", "--tau-every", str(max(steps // 100, 1))]
-            out = Path(args.runs) / "anneal" / est / _slug(name)
-            argv = [*SETUPS[args.setup][0], "--estimator", est, *sched, "--out-dir", str(out), "--epochs",
-                    str(args.epochs), "--seed", str(args.seed), "--threads", "1", "--no-progress", "--resume",
-                    "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples), "--no-figures",
-                    "--grad-diagnostics", str(args.grad_images), "--grad-draws", str(args.grad_draws)]
-            print(f"== anneal {est} {name}: gumbelkit train vae {shlex.join(argv)}", flush=True)
-            code = vae_main(argv)
-            res = out / "results.json"
-            payload: dict[str, Any] = {"estimator": est, "schedule": name, "argv": argv}
-            if code != 0 or not res.exists():
-                failed.append(f"{est}/{name}")
-                payload["diverged"] = True
-            else:
-                payload["results"] = json.loads(res.read_text())
-            if (out / "metrics.jsonl").exists():
-                payload["valid_curve"] = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "valid"]
-            payload["table_command"] = "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])
-            (dest / f"{est}_{_slug(name)}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    for seed in args.seeds:
+        for est in args.estimators:
+            for name, sched in ANNEAL_SCHEDULES.items():
+                if args.schedules and _slug(name) not in args.schedules:
+                    continue
+                if name.startswith("exp 2"):  # reaches 0.1 at 80% of the run: rate = ln(20) / (0.8 T)
+                    sched = [*sched, "--tau-rate", f"{math.log(20) / (0.8 * steps):.6g}", "--tau-every",
+                             str(max(steps // 100, 1))]
+                out = Path(args.runs) / "anneal" / est / _slug(name) / f"seed{seed}"
+                argv = [*SETUPS[args.setup][0], "--estimator", est, *sched, "--out-dir", str(out), "--epochs",
+                        str(args.epochs), "--seed", str(seed), "--threads", "1", "--no-progress", "--resume",
+                        "--eval-every", str(args.eval_every), "--iw-samples", str(args.iw_samples), "--no-figures",
+                        "--grad-diagnostics", str(args.grad_images), "--grad-draws", str(args.grad_draws),
+                        *shlex.split(args.extra)]
+                print(f"== anneal {est} {name} seed {seed}: gumbelkit train vae {shlex.join(argv)}", flush=True)
+                code = vae_main(argv)
+                res = out / "results.json"
+                payload: dict[str, Any] = {"estimator": est, "schedule": name, "seed": seed, "argv": argv}
+                if code != 0 or not res.exists():
+                    failed.append(f"{est}/{name}/seed{seed}")
+                    payload["diverged"] = True
+                else:
+                    payload["results"] = json.loads(res.read_text())
+                if (out / "metrics.jsonl").exists():
+                    payload["valid_curve"] = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "valid"]
+                payload["table_command"] = "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:])
+                (dest / "runs" / f"{est}_{_slug(name)}_seed{seed}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    render_anneal(dest)
     return 1 if failed else 0
+
+
+def render_anneal(dest: Path) -> str | None:
+    """``results/vae/anneal/table.{md,json}``: per (estimator, schedule), mean +- sd over seeds of
+    the final hard test -ELBO, the relaxed-minus-hard gap, and the encoder-gradient diagnostics
+    averaged over the validations of training (relative squared bias, relative variance)."""
+    runs = [json.loads(p.read_text()) for p in sorted((dest / "runs").glob("*_seed*.json"))]
+    if not runs:
+        return None
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["estimator"], r["schedule"]), []).append(r)
+    order = list(ANNEAL_SCHEDULES)
+    rows = []
+    for (est, name), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else 99)):
+        done = [r for r in rs if "results" in r]
+        row: dict[str, Any] = {"estimator": est, "schedule": name, "seeds": [r["seed"] for r in rs],
+                               "diverged": [r["seed"] for r in rs if r.get("diverged")]}
+        if done:
+            res0 = done[0]["results"]
+            row["tau_first"] = res0["config"]["tau0"]
+            row["tau_last"] = res0["final_tau"]
+            row["epochs"] = res0["epochs"]
+            row["test_neg_elbo"] = _stats([r["results"]["test"]["neg_elbo"] for r in done])
+            row["test_relaxed_gap"] = _stats([r["results"]["test"]["relaxed_gap"] for r in done])
+            for key in ("grad_rel_bias2_unbiased", "grad_rel_var", "grad_cos_single"):
+                per_seed = [statistics.fmean(c[key] for c in r.get("valid_curve", []) if key in c) for r in done
+                            if any(key in c for c in r.get("valid_curve", []))]
+                row[key] = _stats(per_seed) if per_seed else None
+            row["commits"] = sorted({((r["results"].get("provenance") or {}).get("git") or {}).get("commit")
+                                     or "unrecorded" for r in done})
+        rows.append(row)
+    lines = ["| estimator | schedule | tau first -> last | seeds | final test -ELBO, hard (mean +- sd) | relaxed - hard "
+             "| rel. bias^2 (mean over training) | rel. variance (mean over training) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "test_neg_elbo" not in r:
+            lines.append(f"| {r['estimator']} | {r['schedule']} | - | {len(r['seeds'])} | diverged | - | - | - |")
+            continue
+        b2 = f"{r['grad_rel_bias2_unbiased']['mean']:.3f}" if r["grad_rel_bias2_unbiased"] else "-"
+        var = f"{r['grad_rel_var']['mean']:.3g}" if r["grad_rel_var"] else "-"
+        lines.append(f"| {r['estimator']} | {r['schedule']} | {r['tau_first']:.3g} -> {r['tau_last']:.3g} | "
+                     f"{len(r['seeds']) - len(r['diverged'])} | {_pm(r['test_neg_elbo'])} | "
+                     f"{_pm(r['test_relaxed_gap'])} | {b2} | {var} |")
+    md = "\n".join(lines) + "\n"
+    commits = sorted({c for r in rows for c in r.get("commits", [])})
+    (dest / "table.json").write_text(json.dumps({"rows": rows, "commits": commits,
+                                                 "render_command": "python benchmarks/vae_table.py render"}, indent=2) + "\n")
+    (dest / "table.md").write_text(md + f"\nRuns at commit(s): {', '.join(c[:10] for c in commits)}; each run's "
+                                   "command is in its JSON under results/vae/anneal/runs/.\n")
+    return md
 
 
 # ---------------------------------------------------------------------------------------- st-bias
@@ -431,11 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--setup", choices=list(SETUPS), default="main")
     a.add_argument("--estimators", nargs="+", default=["gs", "st_gs"])
     a.add_argument("--epochs", type=int, default=20)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seeds", nargs="+", type=int, default=[0])
+    a.add_argument("--schedules", nargs="+", choices=[_slug(n) for n in ANNEAL_SCHEDULES], help="default: all")
     a.add_argument("--eval-every", type=int, default=1000)
     a.add_argument("--iw-samples", type=int, default=10)
     a.add_argument("--grad-images", type=int, default=20)
     a.add_argument("--grad-draws", type=int, default=32)
+    a.add_argument("--extra", default="", help="more `gumbelkit train vae` options, quoted")
     q = sub.add_parser("rescore", help="add an m-sample bound on the first N test images to each run", formatter_class=fmt)
     q.add_argument("--setup", choices=list(SETUPS), default="main")
     q.add_argument("--m", type=int, default=1000)

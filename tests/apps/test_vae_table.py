@@ -58,6 +58,26 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     assert all(row["reference_exact"] == 1.0 for row in bias["rows"])  # 8^4 configurations: enumerated
 
 
+def test_vae_table_anneal_grid_records_gap_and_gradient_diagnostics(tmp_path: Path) -> None:
+    vt = _import("vae_table")
+    res, runs = tmp_path / "results", tmp_path / "runs"
+    tiny = "--train-subset 600 --test-subset 50 --max-steps 20 --log-every 10"
+    assert vt.main(["--results", str(res), "--runs", str(runs), "anneal", "--setup", "small", "--estimators", "gs",
+                    "--schedules", "fixed_0.5", "exp_2_0.1", "--seeds", "0", "1", "--epochs", "1", "--eval-every", "10",
+                    "--iw-samples", "2", "--grad-images", "2", "--grad-draws", "4", "--extra", tiny]) == 0
+    assert len(list((res / "anneal" / "runs").glob("gs_*_seed*.json"))) == 4
+    table = json.loads((res / "anneal" / "table.json").read_text())
+    rows = {row["schedule"]: row for row in table["rows"]}
+    assert set(rows) == {"fixed 0.5", "exp 2 -> 0.1"}
+    assert rows["fixed 0.5"]["tau_first"] == rows["fixed 0.5"]["tau_last"] == 0.5
+    assert rows["exp 2 -> 0.1"]["tau_first"] == 2.0 and rows["exp 2 -> 0.1"]["tau_last"] < 2.0
+    for row in rows.values():
+        assert row["seeds"] == [0, 1] and row["test_neg_elbo"]["n"] == 2
+        assert row["test_neg_elbo"]["mean"] < UNTRAINED
+        assert row["grad_rel_var"]["mean"] > 0 and row["grad_rel_var"]["n"] == 2  # from the validations
+    assert "| gs | exp 2 -> 0.1 | 2 -> " in (res / "anneal" / "table.md").read_text()
+
+
 def test_vae_step_benchmark(tmp_path: Path) -> None:
     vs = _import("vae_step")
     assert vs.main(["--estimators", "st", "--steps", "3", "--repeats", "1", "--out", str(tmp_path)]) == 0

@@ -78,6 +78,7 @@ def _draws(model: CategoricalVAE, x: Tensor, logits: Tensor, estimator: str, tau
     return g
 
 
+@torch.enable_grad()  # callable from evaluation code that runs under no_grad
 def reference_gradient(model: CategoricalVAE, x: Tensor, *, n_reference: int = 64,
                        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """The true ``dR/dlogits`` ``(B, L, C)`` (exact, or IndeCateR's mean) and its relative standard error ``(B,)``."""
@@ -94,6 +95,7 @@ def reference_gradient(model: CategoricalVAE, x: Tensor, *, n_reference: int = 6
     return true, floor
 
 
+@torch.enable_grad()  # callable from evaluation code that runs under no_grad
 def encoder_gradient_stats(model: CategoricalVAE, x: Tensor, estimator: str, tau: float, *, n_draws: int = 64,
                            n_reference: int = 64, generator: torch.Generator | None = None,
                            options: dict[str, Any] | None = None,
