@@ -509,12 +509,13 @@ def test_compare_versions_quick_smoke(tmp_path):
     out = tmp_path / "cmp"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare_versions.py"), "HEAD", "--quick",
-         "--ops", "soft_fwdbwd,gumbel_max", "--out", str(out)],
+         "--ops", "soft_fwdbwd,gumbel_max", "--out", str(out), "--clock", "cpu", "--threads", "1"],
         check=True,
         capture_output=True,
         cwd=ROOT,
     )
     report = json.loads((out / "compare_versions.json").read_text())
     assert len(report["results"]) == 8 and report["reference_commit"] == report["checkout_commit"]
+    assert report["clock"] == "cpu" and report["torch_threads"] == 1
     ratios = [r["ratio_median"] for r in report["results"]]
     assert all(0.2 < r < 5.0 for r in ratios) and 0.5 < float(np.median(ratios)) < 2.0
