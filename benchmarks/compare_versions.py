@@ -11,7 +11,7 @@ change during a round hits both alike.
 Usage::
 
     python benchmarks/compare_versions.py REF [--repeats 21] [--out runs/compare] [--quick]
-                                              [--ops soft_fwd,gumbel_max]
+                                              [--ops soft_fwd,gumbel_max] [--clock cpu --threads 1]
 
 Writes ``<out>/compare_versions.json`` and prints a table.
 """
@@ -81,7 +81,11 @@ def make_call(lib: object, op: str, sh: bench_ops.Shape) -> Callable[[], object]
     return lambda: lib.gumbel_topk(x, k, d)  # type: ignore[attr-defined]
 
 
-def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: int, min_s: float) -> dict:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: int, min_s: float,
+           clock: Callable[[], float] = time.perf_counter) -> dict:
     for _ in range(2):  # warm-up: thread pool, allocator
         f_new()
         f_ref()
@@ -93,10 +97,10 @@ def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: in
         times = {}
         order = (("new", f_new), ("ref", f_ref)) if r % 2 == 0 else (("ref", f_ref), ("new", f_new))
         for tag, f in order:
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 f()
-            times[tag] = (time.perf_counter() - t0) / inner
+            times[tag] = (clock() - t0) / inner
         ratios.append(times["new"] / times["ref"])
         t_new.append(times["new"])
         t_ref.append(times["ref"])
@@ -120,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dvae-batch", type=int, default=2, help="batch of the dVAE shape")
     p.add_argument("--ops", default=",".join(bench_ops.OPS), help="comma-separated ops to compare")
     p.add_argument("--shapes", default="lm,dvae,vae,mid", help="comma-separated shape names")
+    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="wall: elapsed time; cpu: the process's CPU time (all threads), which other "
+                        "processes' load does not inflate (use with --threads 1 on a busy machine)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     repeats = 5 if args.quick else args.repeats
     with tempfile.TemporaryDirectory() as tmp:
         ref = load_reference(args.ref, Path(tmp))
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()
         for sh in [x for x in bench_ops.shapes(args.quick, args.dvae_batch) if x.name in args.shapes.split(",")]:
             for op in [o for o in bench_ops.OPS if o in args.ops.split(",")]:
-                res = paired(make_call(current, op, sh), make_call(ref, op, sh), repeats, 0.05 if args.quick else 0.3)
+                res = paired(make_call(current, op, sh), make_call(ref, op, sh), repeats, 0.05 if args.quick else 0.3,
+                             CLOCKS[args.clock])
                 rows.append({"op": op, "shape": sh.name, "dims": list(sh.shape), "dim": sh.dim, **res})
                 print(
                     f"{op:16s} {sh.name:5s} new {res['new_ms']:9.3f} ms  ref {res['ref_ms']:9.3f} ms  "
@@ -144,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
         ).stdout.strip(),
         "repeats": repeats,
+        "clock": args.clock,
         "torch_threads": torch.get_num_threads(),
         "machine": {"python": platform.python_version(), "torch": torch.__version__},
         "load_average_start": list(load_start),

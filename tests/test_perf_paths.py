@@ -310,6 +310,35 @@ def test_topk_is_the_float64_top_k_of_the_perturbed_logits(shape, dim, split_thr
         assert torch.equal(top, (lo.double() + noise).topk(k, dim).indices), k
 
 
+@pytest.mark.parametrize("shape,dim", [c for c in CASES if not _kernels.rows_layout(c[0], c[1])])
+def test_values_are_unshifted_only_where_the_slice_maxima_are_small(shape, dim, split_threads):
+    # layouts other than rows: one pass gives l + G when every slice maximum is within
+    # SHIFT_FREE of 0; a larger maximum anywhere (an offset, here 1e6 on one slice) makes every
+    # slice (l - max) + G, from the same noise, so the softmax sees no float32 rounding at 1e6
+    from gumbelkit.noise import perturb
+
+    g64 = gk.gumbel_noise(shape, dtype=torch.float64, generator=gen(1))
+    lo = torch.randn(shape, generator=gen(0)) * 3
+    lo.view(-1)[1] = NEG_INF  # masked entries keep the fast path
+    lo.narrow(dim, 0, 1).clamp_(max=_kernels.SHIFT_FREE)
+    dim = dim % len(shape)  # perturb takes a normalised dim
+    z = perturb(lo, dim, generator=gen(1)).z
+    assert torch.equal(z, (lo.double() + g64).float())
+    one = lo.clone()
+    one.view(-1)[0] = _kernels.SHIFT_FREE * 1.5  # one maximum over the limit: every slice shifted
+    for big in (one, lo + 1e6):
+        z = perturb(big, dim, generator=gen(1)).z
+        m = big.amax(dim, keepdim=True)
+        # shifted: within float32 rounding of (l - max) + G, which is 1e6 or 48 away from l + G
+        torch.testing.assert_close(z.double(), (big.double() - m.double()) + g64, rtol=2**-22, atol=2**-20)
+    a = gk.gumbel_softmax(lo, 0.5, dim=dim, generator=gen(1))
+    b = gk.gumbel_softmax(lo + 1e6, 0.5, dim=dim, generator=gen(1))
+    # the offset rounds the logits themselves (ulp 0.06 at 1e6), so compare with those rounded
+    c = gk.gumbel_softmax((lo + 1e6).double() - 1e6, 0.5, dim=dim, generator=gen(1))
+    torch.testing.assert_close(b.double(), c, rtol=1e-5, atol=1e-6)
+    assert a.shape == b.shape
+
+
 # ----------------------------------------------------------------------- folded validation
 
 
@@ -480,12 +509,13 @@ def test_compare_versions_quick_smoke(tmp_path):
     out = tmp_path / "cmp"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare_versions.py"), "HEAD", "--quick",
-         "--ops", "soft_fwdbwd,gumbel_max", "--out", str(out)],
+         "--ops", "soft_fwdbwd,gumbel_max", "--out", str(out), "--clock", "cpu", "--threads", "1"],
         check=True,
         capture_output=True,
         cwd=ROOT,
     )
     report = json.loads((out / "compare_versions.json").read_text())
     assert len(report["results"]) == 8 and report["reference_commit"] == report["checkout_commit"]
+    assert report["clock"] == "cpu" and report["torch_threads"] == 1
     ratios = [r["ratio_median"] for r in report["results"]]
     assert all(0.2 < r < 5.0 for r in ratios) and 0.5 < float(np.median(ratios)) < 2.0

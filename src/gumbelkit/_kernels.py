@@ -58,6 +58,10 @@ MIN_PER_THREAD = 1 << 18
 Stream = tuple[int, int]
 
 E_FLOOR = 2.0**-54  # E for W = 0 (documented: W = 0 is read as 2^-54, so E > 0 and G is finite)
+#: Slices whose maximum logit lies in [-SHIFT_FREE, SHIFT_FREE] get ``l + G`` unshifted (layouts other
+#: than rows): near the maximum it is then rounded at most 2 bits coarser than ``(l - max) + G``
+#: (|z| < 2^6 instead of about 2^4), and the pass over the logits for their maxima is saved.
+SHIFT_FREE = 32.0
 _MASK128 = (1 << 128) - 1
 
 # ------------------------------------------------------------------------------ the path choice
@@ -375,8 +379,9 @@ def perturb_into(
       ``ok`` also says every slice has ``k`` finite values).
     * Otherwise, indices only: a running float64 argmax of ``l + G`` down each slab, or with
       ``topk = k`` a running top ``k`` per column (:func:`_topk_stream`).
-    * Otherwise, values: ``z = (l - max l) + G`` with the slice maxima of a first pass over the
-      logits, computed in float64 and rounded once.
+    * Otherwise, values: ``z = l + G`` in one pass when every slice maximum is within
+      :data:`SHIFT_FREE` of 0 (the maxima come from the same pass); else ``z = (l - max l) + G``
+      with the slice maxima of a first pass over the logits. Computed in float64, rounded once.
 
     ``G`` is the noise :func:`gumbel_into` draws from the same stream; the results equal those
     of ``(logits - max) + gumbel_noise(...)`` up to the last bit of the rounding.
@@ -451,6 +456,9 @@ def perturb_into(
         assert idx is not None
         _argmax_stream(lg, idx, outer, k, inner, stream, bad)
         return PerturbResult(not bad, index, False)
+    if _unshifted_values(lg, o, outer, k, inner, stream):
+        return PerturbResult(True, None, False)
+    # a large offset, NaN or a fully masked slice: again, the same noise, shifted by the maxima
     m3 = slice_max(logits, dim)  # (outer, 1, inner)
     ok = bool(np.isfinite(m3).all())
     mflat = m3.reshape(outer, inner)
@@ -468,6 +476,37 @@ def perturb_into(
 
     _run_blocks(o.size, stream, body, unit=1)
     return PerturbResult(ok, None, False)
+
+
+def _unshifted_values(lg: np.ndarray, o: np.ndarray, outer: int, k: int, inner: int, stream: Stream) -> bool:
+    """``o = l + G`` (float64, rounded once) in one pass, with the slice maxima of ``l`` taken
+    from the same blocks while they are in cache; True if every maximum is within
+    :data:`SHIFT_FREE` of 0 (finite, no NaN), when these values are as good as shifted ones."""
+    s = k * inner
+    maxima: dict[int, np.ndarray] = {}  # per thread: running (outer, inner) maxima
+
+    def body(w: np.ndarray, start: int, stop: int) -> None:
+        exponential_block(w)
+        np.log(w, out=w)  # log E = -G, float64
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.subtract(lg[start:stop], w, out=o[start:stop], casting="same_kind")  # l + G, rounded once
+        mx = maxima.get(threading.get_ident())
+        if mx is None:
+            mx = maxima.setdefault(threading.get_ident(), np.full((outer, inner), -np.inf, dtype=lg.dtype))
+        for a, b in _segments(start, stop, s, inner):
+            if a % s == 0 and (b - a) % s == 0:  # whole slabs
+                o0, o1 = a // s, b // s
+                np.maximum(mx[o0:o1], lg[a:b].reshape(o1 - o0, k, inner).max(axis=1), out=mx[o0:o1])
+            elif a % inner == 0 and (b - a) % inner == 0:  # whole rows of one slab
+                np.maximum(mx[a // s], lg[a:b].reshape(-1, inner).max(axis=0), out=mx[a // s])
+            else:  # part of one row
+                c0 = a % inner
+                seg = mx[a // s, c0 : c0 + (b - a)]
+                np.maximum(seg, lg[a:b], out=seg)
+
+    _run_blocks(o.size, stream, body, unit=1)
+    m = np.maximum.reduce(list(maxima.values())) if maxima else np.zeros(1)
+    return bool((np.abs(m) <= SHIFT_FREE).all())  # False for NaN and -inf
 
 
 def _argmax_stream(

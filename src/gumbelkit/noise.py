@@ -40,7 +40,9 @@ reorders near-equal categories; the categorical distribution does not depend on 
 added to the logits, and neither do the samples here. The torch-op path perturbs
 :math:`(\ell - \max_{dim}\ell) + G`; the numpy path computes :math:`\ell + G` in float64
 (exact to about 1e-16 of the logits' size) and subtracts its per-slice maximum before rounding
-once, or subtracts the logits' maximum first where the categories are not the last dimension.
+once, or subtracts the logits' maximum first where the categories are not the last dimension;
+there, when every slice maximum is within ``_kernels.SHIFT_FREE`` (32) of 0, ``l + G`` is
+rounded unshifted, which near the maximum is at most 2 bits coarser, and saves a pass.
 
 References:
     1. E. J. Gumbel, *Statistical theory of extreme values*, 1954.
@@ -258,8 +260,8 @@ def perturb(
     ``G`` is ``noise`` if given, else drawn: on the numpy path from the PCG64 ``stream`` (drawn
     from ``generator`` unless given, to replay an earlier draw), fused with the shift block by
     block (:func:`gumbelkit._kernels.perturb_into`); on the torch-op path from ``torch.rand``,
-    as ``(logits - max) + G``. Either way the values do not depend on a constant added to the
-    logits. ``values=False`` (numpy path) skips writing them when only the argmax is wanted;
+    as ``(logits - max) + G``. Either way the samples do not depend on a constant added to the
+    logits (see "Shift invariance" above for the one unshifted case). ``values=False`` (numpy path) skips writing them when only the argmax is wanted;
     with ``topk = k`` as well, ``indices`` are the ``k`` largest, in any layout.
     """
     cdt = compute_dtype(logits.dtype)
