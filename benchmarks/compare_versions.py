@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import re
@@ -82,6 +83,34 @@ def make_call(lib: object, op: str, sh: bench_ops.Shape) -> Callable[[], object]
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+#: the slow-down a row may show (issue: "no slow-down beyond 5%")
+TOLERANCE = 1.05
+
+
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median: order statistics ``k`` and
+    ``n + 1 - k`` with ``k`` the largest rank such that ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2``
+    (for n = 21 at 95%: the 6th and 16th of the sorted values)."""
+    x = sorted(values)
+    n = len(x)
+    k, cdf = 0, 0.0
+    while True:
+        nxt = cdf + math.comb(n, k) / 2**n  # P(B <= k)
+        if nxt > (1 - level) / 2:
+            break
+        cdf, k = nxt, k + 1
+    # P(B < k) <= alpha / 2: the k-th smallest (1-based) and the k-th largest bound the median
+    k = max(k, 1)
+    return x[k - 1], x[n - k]
+
+
+def verdict(lo: float, hi: float) -> str:
+    """``slower`` if the whole interval exceeds the tolerance, ``within`` if none of it does."""
+    if lo > TOLERANCE:
+        return "slower"
+    if hi <= TOLERANCE:
+        return "within"
+    return "undecided"
 
 
 def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: int, min_s: float,
@@ -105,12 +134,15 @@ def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: in
         t_new.append(times["new"])
         t_ref.append(times["ref"])
     q1, _, q3 = statistics.quantiles(ratios, n=4)
+    lo, hi = median_ci(ratios)
     return {
         "new_ms": 1e3 * statistics.median(t_new),
         "ref_ms": 1e3 * statistics.median(t_ref),
         "ratio_median": statistics.median(ratios),
         "ratio_q1": q1,
         "ratio_q3": q3,
+        "ratio_ci95": [lo, hi],
+        "verdict": verdict(lo, hi),
         "ratios": ratios,
     }
 
@@ -143,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"op": op, "shape": sh.name, "dims": list(sh.shape), "dim": sh.dim, **res})
                 print(
                     f"{op:16s} {sh.name:5s} new {res['new_ms']:9.3f} ms  ref {res['ref_ms']:9.3f} ms  "
-                    f"new/ref {res['ratio_median']:.3f} [{res['ratio_q1']:.3f}, {res['ratio_q3']:.3f}]",
+                    f"new/ref {res['ratio_median']:.3f} (95% CI {res['ratio_ci95'][0]:.3f}-{res['ratio_ci95'][1]:.3f}: "
+                    f"{res['verdict']})",
                     flush=True,
                 )
     report = {

@@ -517,5 +517,22 @@ def test_compare_versions_quick_smoke(tmp_path):
     report = json.loads((out / "compare_versions.json").read_text())
     assert len(report["results"]) == 8 and report["reference_commit"] == report["checkout_commit"]
     assert report["clock"] == "cpu" and report["torch_threads"] == 1
+    for row in report["results"]:
+        lo, hi = row["ratio_ci95"]
+        assert lo <= row["ratio_median"] <= hi and row["verdict"] in ("slower", "within", "undecided")
     ratios = [r["ratio_median"] for r in report["results"]]
     assert all(0.2 < r < 5.0 for r in ratios) and 0.5 < float(np.median(ratios)) < 2.0
+
+
+def test_compare_versions_median_interval_and_verdict():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare_versions as cv
+    finally:
+        sys.path.pop(0)
+    # n = 21 at 95%: P(Binomial(21, 1/2) <= 5) = 0.0133 <= 0.025 < P(<= 6) = 0.0392, so the 6th
+    # and 16th order statistics (coverage 97.3%); n = 5: no pair reaches 95%, the extremes
+    assert cv.median_ci([float(v) for v in range(21, 0, -1)]) == (6.0, 16.0)
+    assert cv.median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)
+    assert cv.verdict(1.06, 1.2) == "slower" and cv.verdict(0.9, 1.05) == "within"
+    assert cv.verdict(1.0, 1.08) == "undecided"
