@@ -385,6 +385,75 @@ def test_annealing_verdict_on_a_fake_result(tmp_path: Path, annealed: list[float
     assert section.numbers["vae"] is None and "was not run" in section.paragraphs[-1]
 
 
+def _fake_vae_grid_run(est: str, sched: str, seed: int, neg_elbo: float, gap: float, var: float) -> dict[str, Any]:
+    tau0 = float(sched.split()[1]) if sched.startswith("fixed") else 2.0
+    curve = [{"step": s, "split": "valid", "neg_elbo": neg_elbo + 10 / s, "tau": tau0, "grad_rel_var": var,
+              "grad_rel_bias2_unbiased": 0.1} for s in (1000, 2000)]
+    return {"estimator": est, "schedule": sched, "seed": seed, "valid_curve": curve,
+            "results": {"config": {"tau0": tau0}, "final_tau": tau0 if sched.startswith("fixed") else 0.1,
+                        "epochs": 20.0, "test": {"neg_elbo": neg_elbo, "relaxed_gap": gap},
+                        "provenance": {"git": {"commit": "a" * 40}}}}
+
+
+def test_annealing_section_reads_the_vae_grid(tmp_path: Path) -> None:
+    """The VAE fixed-vs-annealed grid: per-seed values averaged, a seed-to-seed sd (or the main
+    table's where a row has one seed), the verdict, the diagnostics, a figure."""
+    from gumbelkit.apps.tour import s5_annealing
+
+    runs = tmp_path / "results" / "vae" / "anneal" / "runs"
+    runs.mkdir(parents=True)
+    grid = {("gs", "fixed 0.1"): ([110.0, 110.4], -1.0, 80.0), ("gs", "fixed 2"): ([130.0, 130.2], -20.0, 2.0),
+            ("gs", "exp 2 -> 0.1"): ([108.0, 108.2], -1.5, 50.0), ("st_gs", "fixed 0.5"): ([112.0], 0.0, 30.0),
+            ("st_gs", "exp 2 -> 0.1"): ([112.1], 0.0, 40.0)}
+    for (est, sched), (vals, gap, var) in grid.items():
+        for seed, v in enumerate(vals):
+            payload = _fake_vae_grid_run(est, sched, seed, v, gap, var)
+            (runs / f"{est}_{sched.replace(' ', '_')}_seed{seed}.json").write_text(json.dumps(payload))
+    main = {"rows": [{"estimator": "st_gs", "test_neg_elbo": {"n": 3, "sd": 0.3}}]}
+    (tmp_path / "results" / "vae" / "main").mkdir(parents=True)
+    (tmp_path / "results" / "vae" / "main" / "table.json").write_text(json.dumps(main))
+    section = s5_annealing.run(TourContext(out=tmp_path / "out", progress=False, results=tmp_path / "results"))
+    g = section.numbers["vae_anneal"]["rows"]
+    assert g["gs"]["fixed 0.1"]["final_hard_loss_mean"] == pytest.approx(110.2)
+    assert g["gs"]["fixed 0.1"]["final_hard_loss_sd"] == pytest.approx(float(np.std([110.0, 110.4], ddof=1)))
+    assert g["st_gs"]["fixed 0.5"]["final_hard_loss_sd"] == 0.3 and g["st_gs"]["fixed 0.5"]["sd_from_main_table"]
+    assert g["gs"]["fixed 2"]["tau_first_last"] == [2.0, 2.0] and g["gs"]["fixed 2"]["rel_var_mean"] == 2.0
+    v = section.numbers["vae_anneal_verdict"]
+    assert (v["gs"]["best_fixed"], v["gs"]["best_annealed"]) == ("fixed 0.1", "exp 2 -> 0.1")
+    assert v["gs"]["clear"] and v["gs"]["difference"] == pytest.approx(2.1)
+    assert not v["st_gs"]["clear"]  # 0.1 nats against an sd of 0.3 per row
+    text = " ".join(section.paragraphs)
+    assert "gs: the best annealed schedule (exp 2 -> 0.1, 108.1) is better than the best fixed tau" in text
+    assert "st_gs: the best annealed schedule (exp 2 -> 0.1, 112.1) is level with" in text
+    assert "relaxed - hard -20.00 at tau 2 against -1.00 at tau 0.1" in text and "was not run" not in text
+    assert "s5_vae_anneal" in [f.name for f in section.figures]
+    assert section.numbers["vae_fixed_vs_annealed_grid_run"] is True
+
+
+def test_annealing_section_shows_the_committed_vae_grid(tmp_path: Path) -> None:
+    """Section 5's VAE grid is the committed one, recomputed here from the per-seed run files."""
+    from gumbelkit.apps.tour import s5_annealing
+    from gumbelkit.apps.tour._report import default_results_dir
+
+    results = default_results_dir()
+    if results is None or not (results / "vae" / "anneal" / "runs").is_dir():
+        pytest.skip("no committed results/vae/anneal in this checkout")
+    section = s5_annealing.run(TourContext(out=tmp_path, progress=False, results=results))
+    shown = section.numbers["vae_anneal"]["rows"]
+    files = [json.loads(f.read_text()) for f in sorted((results / "vae" / "anneal" / "runs").glob("*.json"))]
+    done = [f for f in files if "results" in f]
+    assert sum(len(v["seeds"]) for by in shown.values() for v in by.values()) == len(done)
+    for f in done:
+        row = shown[f["estimator"]][f["schedule"]]
+        assert f["results"]["test"]["neg_elbo"] in row["final_hard_loss_per_seed"]
+        assert "vae_table.py" in f["table_command"] and "anneal" in f["table_command"]
+        assert f["results"]["epochs"] >= 10  # a real run, not the smoke test's
+    for by in shown.values():
+        for v in by.values():
+            assert v["final_hard_loss_mean"] == pytest.approx(float(np.mean(v["final_hard_loss_per_seed"])))
+    assert "s5_vae_anneal" in [fig.name for fig in section.figures]
+
+
 def test_annealing_section_without_results_draws_only_the_schedules(tmp_path: Path) -> None:
     from gumbelkit.apps.tour import s5_annealing
 

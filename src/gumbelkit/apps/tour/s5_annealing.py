@@ -8,9 +8,13 @@ the section trains nothing:
   {0.1, 0.5, 1, 2} and under annealed schedules; the *hard* (one-hot) model's exact expected
   loss, the relaxed-vs-hard gap, and the bias and variance of the gradient against the exact
   gradient along training.
+* ``results/vae/anneal/runs/*.json`` (``python benchmarks/vae_table.py anneal``): the categorical
+  VAE trained with GS and ST-GS at fixed tau in {0.1, 0.5, 1, 2} and under annealed schedules; the
+  hard (one-hot) model's test -ELBO, the relaxed-vs-hard gap, and the encoder gradient's bias and
+  variance against an unbiased reference at each validation.
 * ``results/vae/st_study/*.json`` and ``results/vae/st_bias_*.json``: the categorical VAE's short
   straight-through runs (tau 1, tau 0.5, annealed) and the encoder gradient's bias and variance
-  across tau at a trained checkpoint. The full fixed-vs-annealed VAE grid was not run.
+  across tau at a trained checkpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ POLY_FILE = "estimators/anneal.json"
 VAE_STUDY_DIR = "vae/st_study"
 VAE_BIAS_FILE = "vae/st_bias_st_annealed_50ep.json"  # the checkpoint docs/vae.md quotes
 VAE_BIAS_ESTIMATORS = ("st", "st_gs", "gs")
+VAE_ANNEAL_DIR = "vae/anneal/runs"
+VAE_MAIN_TABLE = "vae/main/table.json"  # its seed-to-seed sd stands in where a grid row has one seed
 #: the exact-gradient diagnostics are read at these temperatures (fixed-tau runs)
 LOW_TAU, HIGH_TAU = "fixed 0.1", "fixed 2"
 
@@ -92,6 +98,59 @@ def load_polyprog(results: Path | None) -> dict[str, Any] | None:
             "command": prov.get("command", ""), "git_commit": prov.get("git", {}).get("commit", ""), "rows": rows}
 
 
+def load_vae_anneal(results: Path | None) -> dict[str, Any] | None:
+    """The committed VAE fixed-vs-annealed grid (``benchmarks/vae_table.py anneal``), per
+    (estimator, schedule): final hard test -ELBO per seed, relaxed - hard, and the encoder
+    gradient's relative bias^2 and variance averaged over the validations of training; seed 0's
+    validation curve. ``None`` when absent."""
+    folder = None if results is None else results / VAE_ANNEAL_DIR
+    if folder is None or not folder.is_dir():
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    commits, epochs = set(), set()
+    for path in sorted(folder.glob("*_seed*.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        if "results" not in payload:
+            continue
+        r, seed = payload["results"], payload["seed"]
+        curve = payload.get("valid_curve", [])
+        row = rows.setdefault(payload["estimator"], {}).setdefault(payload["schedule"], {
+            "tau_first_last": [r["config"]["tau0"], r["final_tau"]], "final_hard_loss_per_seed": [],
+            "relaxed_gap_per_seed": [], "rel_bias2_per_seed": [], "rel_var_per_seed": [], "seeds": [], "curve": None})
+        row["seeds"].append(seed)
+        row["final_hard_loss_per_seed"].append(r["test"]["neg_elbo"])
+        row["relaxed_gap_per_seed"].append(r["test"]["relaxed_gap"])
+        diag = [c for c in curve if "grad_rel_var" in c]
+        if diag:
+            row["rel_bias2_per_seed"].append(statistics.fmean(c["grad_rel_bias2_unbiased"] for c in diag))
+            row["rel_var_per_seed"].append(statistics.fmean(c["grad_rel_var"] for c in diag))
+        if seed == 0:
+            row["curve"] = [{"step": c["step"], "tau": c.get("tau"), "neg_elbo": c["neg_elbo"],
+                             "rel_var": c.get("grad_rel_var"), "rel_bias2": c.get("grad_rel_bias2_unbiased")}
+                            for c in curve]
+        commits.add(((r.get("provenance") or {}).get("git") or {}).get("commit") or "unrecorded")
+        epochs.add(round(r["epochs"], 2))
+    if not rows:
+        return None
+    proxy: dict[str, float] = {}
+    main = results / VAE_MAIN_TABLE if results is not None else None
+    if main is not None and main.is_file():
+        for t in json.loads(main.read_text(encoding="utf-8"))["rows"]:
+            if t["test_neg_elbo"]["n"] > 1:
+                proxy[t["estimator"]] = t["test_neg_elbo"]["sd"]
+    for est, by in rows.items():
+        for v in by.values():
+            per = v["final_hard_loss_per_seed"]
+            v["final_hard_loss_mean"] = statistics.fmean(per)
+            v["final_hard_loss_sd"] = statistics.stdev(per) if len(per) > 1 else proxy.get(est, 0.0)
+            v["sd_from_main_table"] = len(per) < 2
+            v["relaxed_minus_hard"] = statistics.fmean(v["relaxed_gap_per_seed"])
+            v["rel_bias2_mean"] = statistics.fmean(v["rel_bias2_per_seed"]) if v["rel_bias2_per_seed"] else None
+            v["rel_var_mean"] = statistics.fmean(v["rel_var_per_seed"]) if v["rel_var_per_seed"] else None
+    return {"source": f"results/{VAE_ANNEAL_DIR}", "rows": rows, "commits": sorted(commits),
+            "epochs": sorted(epochs), "proxy_sd": proxy}
+
+
 def verdict(by_schedule: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Best fixed tau against best annealed schedule on the final hard loss (lower is better).
 
@@ -114,13 +173,13 @@ def verdict(by_schedule: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "clear": abs(diff) > 2 * se, "best_overall": overall}
 
 
-def _verdict_sentence(est: str, v: dict[str, Any]) -> str:
+def _verdict_sentence(est: str, v: dict[str, Any], digits: int = 4) -> str:
     if not v["clear"]:
         how = "level with"
     else:
         how = "better than" if v["difference"] > 0 else "worse than"
-    return (f"{est}: the best annealed schedule ({v['best_annealed']}, {fmt(v['best_annealed_loss'])}) is {how} "
-            f"the best fixed tau ({v['best_fixed']}, {fmt(v['best_fixed_loss'])}); difference "
+    return (f"{est}: the best annealed schedule ({v['best_annealed']}, {fmt(v['best_annealed_loss'], digits)}) is {how} "
+            f"the best fixed tau ({v['best_fixed']}, {fmt(v['best_fixed_loss'], digits)}); difference "
             f"{fmt(v['difference'], 2)}, standard error {fmt(v['standard_error'], 2)}")
 
 
@@ -264,6 +323,84 @@ def _vae_figure(ctx: TourContext, vae: dict[str, Any]) -> FigureRef:
         "run's 50-epoch checkpoint (middle, right; bias^2 below 1e-4 drawn at 1e-4).")
 
 
+def _vae_grid_figure(ctx: TourContext, grid: dict[str, Any]) -> FigureRef:
+    ests = list(grid["rows"])
+    fig = plotting.figure(12, 3.1 * len(ests) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(ests), 3))
+    for i, est in enumerate(ests):
+        annealed = iter(_ANNEALED_COLORS)
+        for sched, v in grid["rows"][est].items():
+            style = ({"color": _SCHEDULE_COLORS.get(sched, "#7f7f7f"), "linestyle": "-"} if is_fixed(sched)
+                     else {"color": next(annealed, "#7f7f7f"), "linestyle": "--"})
+            cv = v["curve"] or []
+            steps = [c["step"] for c in cv]
+            axes[i, 0].plot(steps, [c["neg_elbo"] for c in cv], marker=".", label=sched, **style)
+            d = [c for c in cv if c["rel_var"] is not None]
+            axes[i, 1].semilogy([c["step"] for c in d], [max(c["rel_bias2"], BIAS_FLOOR) for c in d], marker=".", **style)
+            axes[i, 2].semilogy([c["step"] for c in d], [c["rel_var"] for c in d], marker=".", **style)
+        axes[i, 0].set_ylabel(f"{est}\nvalid -ELBO, hard (nats)")
+        axes[i, 1].set_ylabel("bias^2 / |true grad|^2")
+        axes[i, 2].set_ylabel("variance / |true grad|^2")
+        lo = min(v["final_hard_loss_mean"] for v in grid["rows"][est].values())
+        axes[i, 0].set_ylim(lo - 3, lo + 35)
+    for ax in axes.flat:
+        ax.set_xlabel("Adam step")
+        plotting.style_axes(ax)
+    axes[0, 0].set_title("hard (one-hot) model, validation")
+    axes[0, 1].set_title("encoder gradient bias^2 (seed 0)")
+    axes[0, 2].set_title("one-sample variance (seed 0)")
+    plotting.legend_outside(fig, title="tau schedule")
+    return ctx.save_figure(
+        fig, "s5_vae_anneal",
+        f"Categorical VAE (20 x 10, MNIST, {'/'.join(f'{e:g}' for e in grid['epochs'])} epochs), read from "
+        f"{grid['source']}: validation -ELBO of the hard (one-hot) model along training (left), and the squared "
+        "bias (middle) and variance (right) of the encoder-logit gradient of the reconstruction term against "
+        "IndeCateR's unbiased estimate, relative to its squared norm (20 validation images, 32 draws; bias^2 "
+        f"with the Monte Carlo part removed, below {BIAS_FLOOR:g} drawn at {BIAS_FLOOR:g}); solid = fixed tau, "
+        "dashed = annealed.")
+
+
+def _vae_grid_part(ctx: TourContext, grid: dict[str, Any], numbers: dict[str, Any], table: list[tuple[str, str]],
+                   paragraphs: list[str], headline: list[str], figures: list[FigureRef]) -> None:
+    """The VAE fixed-vs-annealed grid: table rows, verdicts, the bias / variance reading, a figure."""
+    verdicts = {est: verdict(by) for est, by in grid["rows"].items()
+                if any(is_fixed(k) for k in by) and any(not is_fixed(k) for k in by)}
+    numbers["vae_anneal_verdict"] = verdicts
+    for est, by in grid["rows"].items():
+        for sched, v in by.items():
+            b2 = "-" if v["rel_bias2_mean"] is None else fmt(v["rel_bias2_mean"], 3)
+            var = "-" if v["rel_var_mean"] is None else fmt(v["rel_var_mean"], 3)
+            sd = f" +- {v['final_hard_loss_sd']:.2f}" if not v["sd_from_main_table"] else " (1 seed)"
+            table.append((f"VAE {est}, {sched} (tau {v['tau_first_last'][0]:g} -> {v['tau_first_last'][1]:.3g}): "
+                          "final hard test -ELBO | relaxed - hard | bias^2 | variance",
+                          f"{v['final_hard_loss_mean']:.2f}{sd} | {v['relaxed_minus_hard']:.2f} | {b2} | {var}"))
+    one_seed = any(v["sd_from_main_table"] for by in grid["rows"].values() for v in by.values())
+    text = (f"Categorical VAE (20 x 10 latents, {'/'.join(f'{e:g}' for e in grid['epochs'])} epochs, "
+            f"`python benchmarks/vae_table.py anneal`, commit {', '.join(c[:10] for c in grid['commits'])}; "
+            "test -ELBO of the hard model, nats): ")
+    text += "; ".join(_verdict_sentence(e, v, digits=5) for e, v in verdicts.items()) + "."
+    if one_seed:
+        text += (" Rows with one seed take the seed-to-seed sd of the same estimator in the 100-epoch table ("
+                 + ", ".join(f"{e} {sd:.2f}" for e, sd in grid["proxy_sd"].items() if e in grid["rows"])
+                 + " nats) for the standard error.")
+    why = []
+    for est, by in grid["rows"].items():
+        if LOW_TAU in by and HIGH_TAU in by and by[LOW_TAU]["rel_var_mean"] is not None and by[HIGH_TAU]["rel_var_mean"] is not None:
+            lo, hi = by[LOW_TAU], by[HIGH_TAU]
+            why.append(f"{est}: relaxed - hard {hi['relaxed_minus_hard']:.2f} at tau 2 against "
+                       f"{lo['relaxed_minus_hard']:.2f} at tau 0.1, gradient variance {fmt(hi['rel_var_mean'], 2)} "
+                       f"against {fmt(lo['rel_var_mean'], 2)}, bias^2 {fmt(hi['rel_bias2_mean'], 2)} against "
+                       f"{fmt(lo['rel_bias2_mean'], 2)}")
+    if why:
+        text += (" The diagnostics, averaged over the validations of training (bias^2 relative to an IndeCateR "
+                 "reference that carries its own Monte Carlo error, so only large values are meaningful): "
+                 + "; ".join(why) + ".")
+    paragraphs.append(text)
+    headline += [f"VAE {e}: {v['best_fixed']} {v['best_fixed_loss']:.2f} vs {v['best_annealed']} "
+                 f"{v['best_annealed_loss']:.2f} nats" for e, v in verdicts.items()]
+    figures.append(_vae_grid_figure(ctx, grid))
+
+
 def run(ctx: TourContext) -> Section:
     """Schedules (drawn), then the committed fixed-vs-annealed measurements."""
     bar = ctx.bar(f"5 {TITLE}", total=3)
@@ -283,9 +420,9 @@ def run(ctx: TourContext) -> Section:
                                "(log scale): each is a pure function of the step, so a resumed run gets the same tau.")]
     bar.update()
 
-    poly, vae = load_polyprog(ctx.results), load_vae(ctx.results)
-    numbers: dict[str, Any] = {"schedules": sched_numbers, "polyprog": poly, "vae": vae,
-                               "vae_fixed_vs_annealed_grid_run": False}
+    poly, vae, grid = load_polyprog(ctx.results), load_vae(ctx.results), load_vae_anneal(ctx.results)
+    numbers: dict[str, Any] = {"schedules": sched_numbers, "polyprog": poly, "vae": vae, "vae_anneal": grid,
+                               "vae_fixed_vs_annealed_grid_run": grid is not None}
     table: list[tuple[str, str]] = []
     paragraphs = [
         "A schedule is a pure function of the step. Whether lowering tau during training helps has a "
@@ -350,6 +487,8 @@ def run(ctx: TourContext) -> Section:
         paragraphs.append("Polynomial programming: no committed results in this installation "
                           "(`gumbelkit estimators anneal --out results/estimators` writes them).")
     bar.update()
+    if grid is not None:
+        _vae_grid_part(ctx, grid, numbers, table, paragraphs, headline, figures)
     if vae is not None:
         runs = vae["runs"]
         for name, r in runs.items():
@@ -382,13 +521,14 @@ def run(ctx: TourContext) -> Section:
                          f"while the variance rises ({fmt(g_stgs['1']['rel_var'], 2)} to "
                          f"{fmt(g_stgs['0.5']['rel_var'], 2)}): the trade-off annealing is meant to manage "
                          f"({grad['source']}, step {grad['checkpoint_step']}).")
-        text += (" The full VAE grid (fixed tau 0.1 / 0.5 / 1 / 2 against annealed schedules, for the "
-                 "relaxed estimators) was not run: the CPU time went to the estimator table.")
+        if grid is None:
+            text += (" The full VAE grid (fixed tau 0.1 / 0.5 / 1 / 2 against annealed schedules, for the "
+                     "relaxed estimators) was not run.")
         paragraphs.append(text)
         headline.append(f"VAE ST: {runs[best]['schedule']} {runs[best]['test_neg_elbo']:.2f} nats, best of "
                         f"{len(runs)} short runs")
         figures.append(_vae_figure(ctx, vae))
-    else:
+    elif grid is None:
         paragraphs.append("Categorical VAE: no committed results in this installation; the full fixed-vs-annealed "
                           "VAE grid was not run.")
     bar.update()
