@@ -13,7 +13,10 @@ Usage::
     python benchmarks/compare_versions.py REF [--repeats 21] [--out runs/compare] [--quick]
                                               [--ops soft_fwd,gumbel_max] [--clock cpu --threads 1]
 
-Writes ``<out>/compare_versions.json`` and prints a table.
+Writes ``<out>/compare_versions.json`` and prints a table. Each row gets a distribution-free
+95% interval of its median ratio and a verdict against the 5% tolerance: ``slower`` (the whole
+interval above 1.05), ``within`` (all of it at or below), or ``undecided``.
+``python benchmarks/compare_versions.py --summarize FILE.json`` adds them to an older report.
 """
 
 from __future__ import annotations
@@ -147,9 +150,20 @@ def paired(f_new: Callable[[], object], f_ref: Callable[[], object], repeats: in
     }
 
 
+def summarize(path: Path) -> None:
+    """Add each row's median interval and verdict to an existing report (from its raw ratios)."""
+    report = json.loads(path.read_text())
+    for row in report["results"]:
+        lo, hi = median_ci(row["ratios"])
+        row["ratio_ci95"], row["verdict"] = [lo, hi], verdict(lo, hi)
+    path.write_text(json.dumps(report, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("ref", help="the reference commit (e.g. main, or a hash)")
+    p.add_argument("ref", help="the reference commit (e.g. main, or a hash); with --summarize, a report JSON")
+    p.add_argument("--summarize", action="store_true",
+                   help="add the median intervals and verdicts to the report JSON given as REF (older runs)")
     p.add_argument("--repeats", type=int, default=21, help="paired rounds per (op, shape)")
     p.add_argument("--out", default="runs/compare", help="output folder")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 5 rounds (seconds)")
@@ -161,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                         "processes' load does not inflate (use with --threads 1 on a busy machine)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
+    if args.summarize:
+        summarize(Path(args.ref))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 5 if args.quick else args.repeats

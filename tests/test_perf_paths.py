@@ -536,3 +536,16 @@ def test_compare_versions_median_interval_and_verdict():
     assert cv.median_ci([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)
     assert cv.verdict(1.06, 1.2) == "slower" and cv.verdict(0.9, 1.05) == "within"
     assert cv.verdict(1.0, 1.08) == "undecided"
+
+
+def test_compare_versions_summarize_adds_intervals(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import compare_versions as cv
+    finally:
+        sys.path.pop(0)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"results": [{"op": "x", "ratios": [1.1 + 0.001 * i for i in range(21)]}]}))
+    assert cv.main([str(path), "--summarize"]) == 0
+    row = json.loads(path.read_text())["results"][0]
+    assert row["ratio_ci95"] == [pytest.approx(1.105), pytest.approx(1.115)] and row["verdict"] == "slower"
