@@ -73,6 +73,8 @@ SETUPS: dict[str, tuple[list[str], list[str], str]] = {
 }
 
 DOCS_START, DOCS_END = "<!-- vae-table:start -->", "<!-- vae-table:end -->"
+SMALL_START, SMALL_END = "<!-- vae-small:start -->", "<!-- vae-small:end -->"
+ANNEAL_START, ANNEAL_END = "<!-- vae-anneal:start -->", "<!-- vae-anneal:end -->"
 HEAD_START, HEAD_END = "<!-- vae-headline:start -->", "<!-- vae-headline:end -->"
 
 
@@ -218,6 +220,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         found = True
         md, table = out
         print(f"## {setup}\n\n{md}")
+        if setup == "small" and args.docs:
+            _between(Path(args.docs), SMALL_START, SMALL_END, md)
         if setup == "main":
             if args.docs:
                 _between(Path(args.docs), DOCS_START, DOCS_END, md)
@@ -235,6 +239,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     anneal = render_anneal(Path(args.results) / "anneal")
     if anneal is not None:
         found = True
+        if args.docs:
+            _between(Path(args.docs), ANNEAL_START, ANNEAL_END, anneal)
         print(f"## anneal\n\n{anneal}")
     if not found:
         print("no results under results/vae/*/runs; run `python benchmarks/vae_table.py run` first", file=sys.stderr)

@@ -39,7 +39,8 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     r = json.loads(files[0].read_text())
     assert r["rescore"]["iw_nll_m5_first10"]["value"] < UNTRAINED
     docs = tmp_path / "vae.md"
-    docs.write_text("# t\n<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\nend\n")
+    docs.write_text("# t\n<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\nend\n"
+                    "<!-- vae-small:start -->\nold small\n<!-- vae-small:end -->\n")
     assert vt.main([*base, "render", "--docs", str(docs), "--readme", ""]) == 0
     table = json.loads((res / "small" / "table.json").read_text())
     assert {row["variant"] for row in table["rows"]} == {"st", "indecater"}
@@ -47,7 +48,9 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     for row in table["rows"]:
         assert row["seeds"] == [0, 1] and row["test_neg_elbo"]["n"] == 2
         assert row["test_neg_elbo"]["mean"] < UNTRAINED  # 30 steps already beat fair coins
-    assert "old" in docs.read_text()  # only the main setup goes into the docs
+    text = docs.read_text()
+    assert "old\n" in text and "old small" not in text  # no main runs here; the small table went in
+    assert "| IndeCateR (1 sample, L x C decoder passes) | 2 |" in text
     run_dir = runs / "small" / "st" / "seed0"
     assert vt.main([*base, "collect", "--name", "study", str(run_dir)]) == 0
     assert "| seed0 | st |" in (res / "study" / "table.md").read_text()
