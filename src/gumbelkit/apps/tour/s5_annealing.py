@@ -323,6 +323,34 @@ def _vae_figure(ctx: TourContext, vae: dict[str, Any]) -> FigureRef:
         "run's 50-epoch checkpoint (middle, right; bias^2 below 1e-4 drawn at 1e-4).")
 
 
+def _vae_lesson(rows: dict[str, dict[str, Any]], verdicts: dict[str, dict[str, Any]]) -> str:
+    """Where annealing helped on the VAE and where it did not, from the measured rows."""
+    parts = []
+    for est, by in rows.items():
+        fixed = {k: v for k, v in by.items() if is_fixed(k)}
+        if len(fixed) < 2 or est not in verdicts:
+            continue
+        v = verdicts[est]
+        best = fixed[v["best_fixed"]]["final_hard_loss_mean"]
+        ends = [k for k in (LOW_TAU, HIGH_TAU) if k in fixed and k != v["best_fixed"]]
+        if ends:
+            parts.append(f"for {est} the best fixed tau is an intermediate one ({v['best_fixed']}): "
+                         + " and ".join(f"{k} ends {fixed[k]['final_hard_loss_mean'] - best:.1f} nats behind" for k in ends)
+                         + " (the low end pays in variance, the high end in bias)")
+        worse = [k for k, r in by.items() if not is_fixed(k) and r["final_hard_loss_mean"] > best + 2 * v["standard_error"]]
+        if worse:
+            parts.append(f"annealing from a high tau to a low one ({', '.join(worse)}) ends behind that fixed tau for {est}")
+    if not parts:
+        return ""
+    close = [f"{e}: {v['best_annealed']}, tau {rows[e][v['best_annealed']]['tau_first_last'][0]:g} -> "
+             f"{rows[e][v['best_annealed']]['tau_first_last'][1]:.2g}"
+             for e, v in verdicts.items() if v["difference"] > -2 * v["standard_error"]]
+    tail = (" The annealed runs that match or beat the best fixed tau (" + "; ".join(close) + ") move within "
+            "the middle of the range: annealing refines a well-chosen temperature; it does not replace "
+            "choosing one." if close else "")
+    return "Here neither end of the tau range works: " + "; ".join(parts) + "." + tail
+
+
 def _vae_grid_figure(ctx: TourContext, grid: dict[str, Any]) -> FigureRef:
     ests = list(grid["rows"])
     fig = plotting.figure(12, 3.1 * len(ests) + 0.4)
@@ -395,6 +423,7 @@ def _vae_grid_part(ctx: TourContext, grid: dict[str, Any], numbers: dict[str, An
         text += (" The diagnostics, averaged over the validations of training (bias^2 relative to an IndeCateR "
                  "reference that carries its own Monte Carlo error, so only large values are meaningful): "
                  + "; ".join(why) + ".")
+    text += " " + _vae_lesson(grid["rows"], verdicts)
     paragraphs.append(text)
     headline += [f"VAE {e}: {v['best_fixed']} {v['best_fixed_loss']:.2f} vs {v['best_annealed']} "
                  f"{v['best_annealed_loss']:.2f} nats" for e, v in verdicts.items()]
