@@ -183,7 +183,12 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
             "commits": sorted({(r.get("provenance") or {}).get("git", {}).get("commit") or "unrecorded" for r in rs}),
             "dirty": any((r.get("provenance") or {}).get("git", {}).get("dirty") for r in rs),
             "commands": [(r.get("provenance") or {}).get("command", "unrecorded") for r in rs],
-            "jang": JANG_CAT.get(variant),
+            "jang": JANG_CAT.get(variant) if setup == "main" else None,  # Table 1 is the 20 x 10 VAE
+            "grad_rel_bias2": _stats([r["valid"]["grad_rel_bias2_unbiased"] for r in rs])
+            if all("grad_rel_var" in r["valid"] for r in rs) else None,
+            "grad_rel_var": _stats([r["valid"]["grad_rel_var"] for r in rs])
+            if all("grad_rel_var" in r["valid"] for r in rs) else None,
+            "grad_exact": all(r["valid"].get("reference_exact") == 1.0 for r in rs),
         })
     rows.sort(key=lambda r: r["test_neg_elbo"]["mean"])
     m = rows[0]["iw_samples"]
@@ -192,15 +197,22 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
     if rkey:
         mm, nn = re.match(r"iw_nll_m(\d+)_first(\d+)", rkey).groups()  # type: ignore[union-attr]
         extra = f" bound, m = {mm}, first {nn} test images |"
+    grad = any(r["grad_rel_var"] is not None for r in rows)
+    gref = "exact" if all(r["grad_exact"] for r in rows if r["grad_rel_var"] is not None) else "IndeCateR reference"
+    gcols = f" final encoder gradient bias^2 / \\|g\\|^2 ({gref}) | variance / \\|g\\|^2 |" if grad else ""
     lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) | test -log p(x) bound, m = {m} |{extra} valid -ELBO | test KL "
-             "| Jang et al. Table 1 |",
-             "|---|---|---|---|---|" + ("---|" if rkey else "") + "---|---|---|"]
+             f"|{gcols} Jang et al. Table 1 |",
+             "|---|---|---|---|---|" + ("---|" if rkey else "") + "---|---|" + ("---|---|" if grad else "") + "---|"]
     for r in rows:
         jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
         rs_cell = f" {_pm(r['rescore'])} |" if rkey else ""
+        g_cells = ""
+        if grad:
+            g_cells = (f" {_pm(r['grad_rel_bias2'], 3)} | {_pm(r['grad_rel_var'], 3)} |" if r["grad_rel_var"] is not None
+                       else " - | - |")
         lines.append(f"| {r['label']} | {len(r['seeds'])} | {'/'.join(f'{e:g}' for e in r['epochs'])} | "
                      f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
-                     f"{_pm(r['test_kl'])} | {jang} |")
+                     f"{_pm(r['test_kl'])} |{g_cells} {jang} |")
     commits = sorted({c for r in rows for c in r["commits"]})
     table = {"setup": setup, "description": SETUPS.get(setup, ([], [], setup))[2], "rows": rows,
              "commits": commits, "render_command": "python benchmarks/vae_table.py render"}
