@@ -98,6 +98,14 @@ def load_polyprog(results: Path | None) -> dict[str, Any] | None:
             "command": prov.get("command", ""), "git_commit": prov.get("git", {}).get("commit", ""), "rows": rows}
 
 
+def _tau_key(schedule: str) -> float:
+    """The temperature of a ``fixed T`` label (0 for schedules), for ordering."""
+    try:
+        return float(schedule.split()[1]) if is_fixed(schedule) else 0.0
+    except (IndexError, ValueError):
+        return 0.0
+
+
 def load_vae_anneal(results: Path | None) -> dict[str, Any] | None:
     """The committed VAE fixed-vs-annealed grid (``benchmarks/vae_table.py anneal``), per
     (estimator, schedule): final hard test -ELBO per seed, relaxed - hard, and the encoder
@@ -132,6 +140,9 @@ def load_vae_anneal(results: Path | None) -> dict[str, Any] | None:
         epochs.add(round(r["epochs"], 2))
     if not rows:
         return None
+    # fixed temperatures first (ascending), then the schedules
+    rows = {est: dict(sorted(by.items(), key=lambda kv: (not is_fixed(kv[0]), _tau_key(kv[0]), kv[0])))
+            for est, by in sorted(rows.items())}
     proxy: dict[str, float] = {}
     main = results / VAE_MAIN_TABLE if results is not None else None
     if main is not None and main.is_file():
