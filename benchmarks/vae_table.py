@@ -143,6 +143,10 @@ def _stats(values: list[float]) -> dict[str, Any]:
             "n": len(values), "values": values}
 
 
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
 def _pm(s: dict[str, Any], digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} +- {s['sd']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
 
@@ -184,10 +188,14 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
             "dirty": any((r.get("provenance") or {}).get("git", {}).get("dirty") for r in rs),
             "commands": [(r.get("provenance") or {}).get("command", "unrecorded") for r in rs],
             "jang": JANG_CAT.get(variant) if setup == "main" else None,  # Table 1 is the 20 x 10 VAE
-            "grad_rel_bias2": _stats([r["valid"]["grad_rel_bias2_unbiased"] for r in rs])
-            if all("grad_rel_var" in r["valid"] for r in rs) else None,
-            "grad_rel_var": _stats([r["valid"]["grad_rel_var"] for r in rs])
-            if all("grad_rel_var" in r["valid"] for r in rs) else None,
+            "grad_rel_bias2": _stats(_finite([r["valid"]["grad_rel_bias2_unbiased"] for r in rs]))
+            if all("grad_rel_var" in r["valid"] for r in rs) and _finite([r["valid"]["grad_rel_var"] for r in rs]) else None,
+            "grad_rel_var": _stats(_finite([r["valid"]["grad_rel_var"] for r in rs]))
+            if all("grad_rel_var" in r["valid"] for r in rs) and _finite([r["valid"]["grad_rel_var"] for r in rs]) else None,
+            # a run whose true encoder gradient vanished (posterior collapse: the decoder ignores z)
+            # has no relative gradient statistics; the columns average the other seeds
+            "grad_undefined_seeds": [r["config"]["seed"] for r in rs
+                                     if "grad_rel_var" in r["valid"] and not math.isfinite(r["valid"]["grad_rel_var"])],
             "grad_exact": all(r["valid"].get("reference_exact") == 1.0 for r in rs),
         })
     rows.sort(key=lambda r: r["test_neg_elbo"]["mean"])
@@ -208,11 +216,17 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
         rs_cell = f" {_pm(r['rescore'])} |" if rkey else ""
         g_cells = ""
         if grad:
-            g_cells = (f" {_pm(r['grad_rel_bias2'], 3)} | {_pm(r['grad_rel_var'], 3)} |" if r["grad_rel_var"] is not None
-                       else " - | - |")
+            mark = "*" if r["grad_undefined_seeds"] else ""
+            g_cells = (f" {_pm(r['grad_rel_bias2'], 3)}{mark} | {_pm(r['grad_rel_var'], 3)}{mark} |"
+                       if r["grad_rel_var"] is not None else " - | - |")
         lines.append(f"| {r['label']} | {len(r['seeds'])} | {'/'.join(f'{e:g}' for e in r['epochs'])} | "
                      f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
                      f"{_pm(r['test_kl'])} |{g_cells} {jang} |")
+    undefined = [f"{r['label']} seed {sd}" for r in rows for sd in r.get("grad_undefined_seeds", [])]
+    if undefined:
+        lines.append("")
+        lines.append(f"\\* without {', '.join(undefined)}: the true encoder gradient vanished there (posterior "
+                     "collapse: KL near 0, the decoder ignores z), so the relative statistics are undefined.")
     commits = sorted({c for r in rows for c in r["commits"]})
     table = {"setup": setup, "description": SETUPS.get(setup, ([], [], setup))[2], "rows": rows,
              "commits": commits, "render_command": "python benchmarks/vae_table.py render"}
