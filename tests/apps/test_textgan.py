@@ -330,7 +330,7 @@ def test_generator_init_is_seqgans_normal_01() -> None:
         if name != "lstm.bias_hh_l0":
             # >= 128 values each: the std estimate of N(0, 0.01) is within 25% at 1e-4 chance
             assert 0.075 < float(p.detach().std()) < 0.125, name
-    big = torch.cat([params["embedding.weight"].flatten(), params["out.weight"].flatten()])
+    big = torch.cat([params["embedding.weight"].detach().flatten(), params["out.weight"].detach().flatten()])
     assert abs(float(big.std()) - 0.1) < 0.001 and abs(float(big.mean())) < 0.001  # 320,000 values
 
 
