@@ -257,32 +257,47 @@ _ANNEALED_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd")
 BIAS_FLOOR = 1e-4  # log-scale panels: smaller (or negative, i.e. zero within Monte Carlo error) drawn here
 
 
-def _poly_figure(ctx: TourContext, poly: dict[str, Any], st_point: float) -> FigureRef:
-    ests = list(poly["rows"])
+Points = list[dict[str, Any]]
+
+
+def _schedule_panels(rows: dict[str, dict[str, Any]], points: Callable[[dict[str, Any]], Points], loss_key: str,
+                     ylabels: tuple[str, str, str], titles: tuple[str, str, str]) -> tuple[Any, Any]:
+    """One row of three panels per estimator (loss, bias^2, variance along training), a line per
+    schedule: fixed tau solid, annealed dashed. ``points(row)`` gives the row's ``step``,
+    ``loss_key``, ``rel_bias2`` and ``rel_var`` records (``rel_var`` None where not measured)."""
+    ests = list(rows)
     fig = plotting.figure(12, 3.1 * len(ests) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(ests), 3))
-    optimum = poly["protocol"]["optimum"]
     for i, est in enumerate(ests):
         annealed = iter(_ANNEALED_COLORS)
-        for sched, v in poly["rows"][est].items():
+        for sched, v in rows[est].items():
             style = ({"color": _SCHEDULE_COLORS.get(sched, "#7f7f7f"), "linestyle": "-"} if is_fixed(sched)
                      else {"color": next(annealed, "#7f7f7f"), "linestyle": "--"})
-            cp = v["checkpoints"]
-            steps = [c["step"] for c in cp]
-            axes[i, 0].plot(steps, [c["hard_loss_mean"] for c in cp], marker=".", label=sched, **style)
-            axes[i, 1].semilogy(steps, [max(c["rel_bias2"], BIAS_FLOOR) for c in cp], marker=".", **style)
-            axes[i, 2].semilogy(steps, [c["rel_var"] for c in cp], marker=".", **style)
-        axes[i, 0].axhline(optimum, color="black", ls=":", lw=1, label=f"exact optimum {optimum:.4f}")
-        axes[i, 0].axhline(st_point, color="#756bb1", ls=":", lw=1, label=f"ST plateau, tau -> inf: {st_point:.4f}")
-        axes[i, 0].set_ylabel(f"{est}\nexact hard loss (mean of seeds)")
-        axes[i, 1].set_ylabel("bias^2 / |exact grad|^2")
-        axes[i, 2].set_ylabel("variance / |exact grad|^2")
+            pts = points(v)
+            axes[i, 0].plot([c["step"] for c in pts], [c[loss_key] for c in pts], marker=".", label=sched, **style)
+            d = [c for c in pts if c["rel_var"] is not None]
+            axes[i, 1].semilogy([c["step"] for c in d], [max(c["rel_bias2"], BIAS_FLOOR) for c in d], marker=".", **style)
+            axes[i, 2].semilogy([c["step"] for c in d], [c["rel_var"] for c in d], marker=".", **style)
+        for j, label in enumerate(ylabels):
+            axes[i, j].set_ylabel(label.format(est=est))
     for ax in axes.flat:
         ax.set_xlabel("Adam step")
         plotting.style_axes(ax)
-    axes[0, 0].set_title("hard (one-hot) model's exact loss")
-    axes[0, 1].set_title("gradient bias^2 (seed 0)")
-    axes[0, 2].set_title("one-sample gradient variance (seed 0)")
+    for j, title in enumerate(titles):
+        axes[0, j].set_title(title)
+    return fig, axes
+
+
+def _poly_figure(ctx: TourContext, poly: dict[str, Any], st_point: float) -> FigureRef:
+    fig, axes = _schedule_panels(poly["rows"], lambda v: v["checkpoints"], "hard_loss_mean",
+                                 ("{est}\nexact hard loss (mean of seeds)", "bias^2 / |exact grad|^2",
+                                  "variance / |exact grad|^2"),
+                                 ("hard (one-hot) model's exact loss", "gradient bias^2 (seed 0)",
+                                  "one-sample gradient variance (seed 0)"))
+    optimum = poly["protocol"]["optimum"]
+    for i in range(len(poly["rows"])):
+        axes[i, 0].axhline(optimum, color="black", ls=":", lw=1, label=f"exact optimum {optimum:.4f}")
+        axes[i, 0].axhline(st_point, color="#756bb1", ls=":", lw=1, label=f"ST plateau, tau -> inf: {st_point:.4f}")
     plotting.legend_outside(fig, title="tau schedule")
     pr = poly["protocol"]
     mc = max(c["rel_var"] for by in poly["rows"].values() for v in by.values() for c in v["checkpoints"]) / pr["diag_draws"]
@@ -363,31 +378,13 @@ def _vae_lesson(rows: dict[str, dict[str, Any]], verdicts: dict[str, dict[str, A
 
 
 def _vae_grid_figure(ctx: TourContext, grid: dict[str, Any]) -> FigureRef:
-    ests = list(grid["rows"])
-    fig = plotting.figure(12, 3.1 * len(ests) + 0.4)
-    axes = np.atleast_2d(fig.subplots(len(ests), 3))
-    for i, est in enumerate(ests):
-        annealed = iter(_ANNEALED_COLORS)
-        for sched, v in grid["rows"][est].items():
-            style = ({"color": _SCHEDULE_COLORS.get(sched, "#7f7f7f"), "linestyle": "-"} if is_fixed(sched)
-                     else {"color": next(annealed, "#7f7f7f"), "linestyle": "--"})
-            cv = v["curve"] or []
-            steps = [c["step"] for c in cv]
-            axes[i, 0].plot(steps, [c["neg_elbo"] for c in cv], marker=".", label=sched, **style)
-            d = [c for c in cv if c["rel_var"] is not None]
-            axes[i, 1].semilogy([c["step"] for c in d], [max(c["rel_bias2"], BIAS_FLOOR) for c in d], marker=".", **style)
-            axes[i, 2].semilogy([c["step"] for c in d], [c["rel_var"] for c in d], marker=".", **style)
-        axes[i, 0].set_ylabel(f"{est}\nvalid -ELBO, hard (nats)")
-        axes[i, 1].set_ylabel("bias^2 / |true grad|^2")
-        axes[i, 2].set_ylabel("variance / |true grad|^2")
-        lo = min(v["final_hard_loss_mean"] for v in grid["rows"][est].values())
+    fig, axes = _schedule_panels(grid["rows"], lambda v: v["curve"] or [], "neg_elbo",
+                                 ("{est}\nvalid -ELBO, hard (nats)", "bias^2 / |true grad|^2", "variance / |true grad|^2"),
+                                 ("hard (one-hot) model, validation", "encoder gradient bias^2 (seed 0)",
+                                  "one-sample variance (seed 0)"))
+    for i, by in enumerate(grid["rows"].values()):
+        lo = min(v["final_hard_loss_mean"] for v in by.values())
         axes[i, 0].set_ylim(lo - 3, lo + 35)
-    for ax in axes.flat:
-        ax.set_xlabel("Adam step")
-        plotting.style_axes(ax)
-    axes[0, 0].set_title("hard (one-hot) model, validation")
-    axes[0, 1].set_title("encoder gradient bias^2 (seed 0)")
-    axes[0, 2].set_title("one-sample variance (seed 0)")
     plotting.legend_outside(fig, title="tau schedule")
     return ctx.save_figure(
         fig, "s5_vae_anneal",
