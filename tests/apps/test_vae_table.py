@@ -81,6 +81,25 @@ def test_vae_table_anneal_grid_records_gap_and_gradient_diagnostics(tmp_path: Pa
     assert "| gs | exp 2 -> 0.1 | 2 -> " in (res / "anneal" / "table.md").read_text()
 
 
+def test_vae_table_render_leaves_out_a_collapsed_runs_gradient_statistics(tmp_path: Path) -> None:
+    # a run whose true encoder gradient vanished (posterior collapse) has NaN relative statistics:
+    # the gradient columns average the other seeds and say which run they leave out
+    vt = _import("vae_table")
+    runs = tmp_path / "small" / "runs"
+    runs.mkdir(parents=True)
+    for seed, (var, b2) in enumerate([(2.0, 0.5), (float("nan"), float("nan")), (4.0, 0.7)]):
+        r = {"variant": "st", "estimator": "st", "epochs": 10.0, "final_tau": 1.0, "process_seconds": 60.0,
+             "config": {"seed": seed}, "provenance": {"git": {"commit": "a" * 40}},
+             "test": {"neg_elbo": 140.0 + seed, "iw_nll": 130.0, "kl": 6.0, "iw_samples": 100},
+             "valid": {"neg_elbo": 141.0, "grad_rel_var": var, "grad_rel_bias2_unbiased": b2, "reference_exact": 1.0}}
+        (runs / f"st_seed{seed}.json").write_text(json.dumps(r))
+    md, table = vt.render_setup("small", tmp_path / "small")
+    row = table["rows"][0]
+    assert row["grad_undefined_seeds"] == [1] and row["grad_rel_var"]["values"] == [2.0, 4.0]
+    assert row["test_neg_elbo"]["n"] == 3 and row["jang"] is None  # Table 1 is the 20 x 10 VAE
+    assert "| 0.600 +- 0.141* | 3.000 +- 1.414* |" in md and "without Straight-through (ST), tau = 1 seed 1" in md
+
+
 def test_vae_step_benchmark(tmp_path: Path) -> None:
     vs = _import("vae_step")
     assert vs.main(["--estimators", "st", "--steps", "3", "--repeats", "1", "--out", str(tmp_path)]) == 0
