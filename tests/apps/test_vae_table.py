@@ -107,3 +107,45 @@ def test_vae_step_benchmark(tmp_path: Path) -> None:
     row = payload["rows"][0]
     assert row["estimator"] == "st" and row["ms_per_step"]["app"] > 0 and row["speedup"] > 0
     assert "| st |" in (tmp_path / "step_bench.md").read_text()
+
+
+def _fake_run(runs: Path, variant: str, seed: int, binarization: str, neg_elbo: float, prior: str = "uniform") -> None:
+    r = {"variant": variant, "estimator": variant, "epochs": 100.0, "final_tau": 0.5, "process_seconds": 60.0,
+         "binarization": binarization, "prior": prior, "config": {"seed": seed}, "provenance": {"git": {"commit": "b" * 40}},
+         "test": {"neg_elbo": neg_elbo, "iw_nll": neg_elbo - 9, "kl": 22.0, "iw_samples": 100},
+         "valid": {"neg_elbo": neg_elbo + 0.5}}
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{variant}_seed{seed}.json").write_text(json.dumps(r))
+
+
+def test_vae_table_dynamic_binarization_and_learned_prior_are_tables_of_their_own(tmp_path: Path) -> None:
+    # GS trained on images binarized afresh per batch is not the paper's protocol, and the learned
+    # prior is not the main table's: each goes into its own table (and docs block), never into the
+    # main one, and the Jang column names Table 1's score-function row for REINFORCE
+    vt = _import("vae_table")
+    res = tmp_path / "results"
+    for seed in (0, 1, 2):
+        _fake_run(res / "dynbin" / "runs", "gs", seed, "dynamic", 100.0 + seed)
+        _fake_run(res / "main" / "runs", "gs", seed, "fixed", 102.0 + seed)
+        _fake_run(res / "main" / "runs", "reinforce", seed, "fixed", 110.0 + seed)
+        _fake_run(res / "prior" / "runs", "gs", seed, "fixed", 101.5 + seed, prior="learned")
+    docs = tmp_path / "vae.md"
+    docs.write_text("<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\n"
+                    "<!-- vae-dynbin:start -->\nold dyn\n<!-- vae-dynbin:end -->\n"
+                    "<!-- vae-prior:start -->\nold prior\n<!-- vae-prior:end -->\n")
+    assert vt.main(["--results", str(res), "render", "--docs", str(docs), "--readme", ""]) == 0
+    main_part, dyn_part = docs.read_text().split("<!-- vae-dynbin:start -->")
+    dyn_part, prior_part = dyn_part.split("<!-- vae-prior:start -->")
+    assert "| Gumbel-Softmax (GS) | 3 | 100 | 102.50 +- 1.00 |" in prior_part and "old prior" not in prior_part
+    assert "| Gumbel-Softmax (GS) | 3 | 100 | 103.00 +- 1.00 |" in main_part
+    assert "| Gumbel-Softmax (GS) | 3 | 100 | 101.00 +- 1.00 |" in dyn_part and "old dyn" not in dyn_part
+    assert "| 110.6 (SF) |" in main_part and "REINFORCE" not in dyn_part
+    dyn = json.loads((res / "dynbin" / "table.json").read_text())
+    assert dyn["rows"][0]["binarization"] == "dynamic" and dyn["rows"][0]["jang"] == 101.5
+    # a fixed-binarization run dropped into the dynamic table is refused, not averaged in
+    _fake_run(res / "dynbin" / "runs", "gs", 3, "fixed", 103.0)
+    with pytest.raises(ValueError, match=r"binarization \['dynamic', 'fixed'\].*only 'dynamic'"):
+        vt.render_setup("dynbin", res / "dynbin")
+    _fake_run(res / "main" / "runs", "gs", 3, "fixed", 101.0, prior="learned")
+    with pytest.raises(ValueError, match=r"gs has runs with prior \['learned', 'uniform'\].*only 'uniform'"):
+        vt.render_setup("main", res / "main")

@@ -83,10 +83,9 @@ def reconstructions(model: CategoricalVAE, x: torch.Tensor, path: Path, generato
 
 @torch.no_grad()
 def prior_samples(model: CategoricalVAE, path: Path, generator: torch.Generator) -> None:
-    """Decoder means for 64 latents drawn from the uniform prior."""
-    L, C = model.latent_vars, model.categories
-    device = next(model.parameters()).device
-    idx = torch.randint(0, C, (64, L), generator=generator, device=device)
+    """Decoder means for 64 latents drawn from the model's prior."""
+    idx = model.sample_prior(64, generator=generator)  # (64, L)
+    C = model.categories
     imgs = torch.sigmoid(model.decode(F.one_hot(idx, C).float()))
     fig = plotting.figure(4, 4.2)
     ax = fig.subplots()

