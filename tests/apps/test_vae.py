@@ -252,12 +252,13 @@ def test_cli_smoke_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "lr is 0.01 but the checkpoint's run used 0.001" in capsys.readouterr().err
 
 
-def test_learned_prior_trains_and_is_recorded(tmp_path: Path) -> None:
+def test_learned_prior_and_sgd_train_and_are_recorded(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["--quick", "--out-dir", str(out), "--prior", "learned", "--max-steps", "20", "--log-every", "10",
             "--eval-every", "20", "--train-subset", "600", "--test-subset", "50", "--iw-samples", "3"]
-    assert main(argv) == 0
+    assert main([*argv, "--optimizer", "sgd", "--lr", "0.05"]) == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["config"]["optimizer"] == "sgd" and results["config"]["momentum"] == 0.9
     assert results["prior"] == "learned" and results["test"]["neg_elbo"] < 784 * math.log(2)
     assert (out / "figures" / "prior_samples.png").stat().st_size > 0  # drawn from the learned prior
     prior_logits = load_checkpoint(out / CHECKPOINT_NAME)["model"]["prior_logits"]
@@ -309,6 +310,8 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     (["--lr-decay", "1.5"], r"lr_decay must be in \(0, 1\]"),
     (["--grad-draws", "0"], "grad_draws must be >= 1"),
     (["--prior", "gaussian"], "prior must be one of uniform, learned"),
+    (["--optimizer", "rmsprop"], "optimizer must be one of adam, sgd"),
+    (["--optimizer", "sgd", "--momentum", "1"], r"momentum must be in \[0, 1\)"),
 ])
 def test_bad_input_fails_before_training(tmp_path: Path, argv: list[str], match: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:

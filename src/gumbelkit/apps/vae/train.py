@@ -68,6 +68,9 @@ __all__ = ["QuickResult", "VAEConfig", "VAETask", "build_schedule", "config_comm
 
 PROG = "gumbelkit train vae"
 
+#: the optimizers of ``--optimizer``
+OPTIMIZERS = ("adam", "sgd")
+
 
 # Schedules whose tau at a step depends on the run's length when --tau-total is 0.
 _LENGTH_SCHEDULES = ("linear", "cosine", "relgan")
@@ -93,6 +96,8 @@ class VAEConfig(TrainConfig):
     n_samples: int = field(default=0, metadata=field_help("score-function estimators (reinforce, indecater): samples per example (0: the estimator's default)"))
     grad_diagnostics: int = field(default=0, metadata=field_help("at each validation, compare the estimator's encoder gradient with the true one on this many validation images (0: off)"))
     grad_draws: int = field(default=64, metadata=field_help("estimates per image for --grad-diagnostics"))
+    optimizer: str = field(default="adam", metadata=field_help("'adam', or 'sgd' with --momentum (Jang et al.'s paper; --lr is then SGD's step size)", choices=OPTIMIZERS))
+    momentum: float = field(default=0.9, metadata=field_help("sgd: momentum (Jang et al.: 0.9)"))
     lr_decay: float = field(default=1.0, metadata=field_help("multiply the learning rate by this every --lr-decay-every steps (Jang et al.'s notebook: 0.9 every 1000; 1: constant)"))
     lr_decay_every: int = field(default=1000, metadata=field_help("steps between learning-rate decays"))
     prior: str = field(default="uniform", metadata=field_help("the latent prior: 'uniform', or 'learned' (Jang et al.'s paper: a trained categorical per variable)", choices=PRIORS))
@@ -123,6 +128,10 @@ class VAEConfig(TrainConfig):
         for name in ("train_subset", "test_subset", "iw_examples", "tau_total", "n_samples", "grad_diagnostics"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
@@ -268,7 +277,10 @@ class VAETask(Task):
         return len(self.train_x)
 
     def make_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
-        self.optimizer = make_adam(self.model.parameters(), config.lr, self.device)
+        if self.config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=self.config.momentum)
+        else:
+            self.optimizer = make_adam(self.model.parameters(), config.lr, self.device)
         return self.optimizer
 
     def get_batch(self, indices: torch.Tensor, ctx: StepContext) -> torch.Tensor:
