@@ -109,9 +109,10 @@ def test_vae_step_benchmark(tmp_path: Path) -> None:
     assert "| st |" in (tmp_path / "step_bench.md").read_text()
 
 
-def _fake_run(runs: Path, variant: str, seed: int, binarization: str, neg_elbo: float, prior: str = "uniform") -> None:
+def _fake_run(runs: Path, variant: str, seed: int, binarization: str, neg_elbo: float, prior: str = "uniform",
+              optimizer: str = "adam") -> None:
     r = {"variant": variant, "estimator": variant, "epochs": 100.0, "final_tau": 0.5, "process_seconds": 60.0,
-         "binarization": binarization, "prior": prior, "config": {"seed": seed}, "provenance": {"git": {"commit": "b" * 40}},
+         "binarization": binarization, "prior": prior, "config": {"seed": seed, "optimizer": optimizer}, "provenance": {"git": {"commit": "b" * 40}},
          "test": {"neg_elbo": neg_elbo, "iw_nll": neg_elbo - 9, "kl": 22.0, "iw_samples": 100},
          "valid": {"neg_elbo": neg_elbo + 0.5}}
     runs.mkdir(parents=True, exist_ok=True)
@@ -149,3 +150,9 @@ def test_vae_table_dynamic_binarization_and_learned_prior_are_tables_of_their_ow
     _fake_run(res / "main" / "runs", "gs", 3, "fixed", 101.0, prior="learned")
     with pytest.raises(ValueError, match=r"gs has runs with prior \['learned', 'uniform'\].*only 'uniform'"):
         vt.render_setup("main", res / "main")
+    # and so is a run of another optimizer (recorded in its config)
+    _fake_run(res / "sgd" / "runs", "gs", 0, "fixed", 101.0, optimizer="sgd")
+    assert vt.render_setup("sgd", res / "sgd")[1]["rows"][0]["optimizer"] == "sgd"
+    _fake_run(res / "sgd" / "runs", "gs", 1, "fixed", 101.0)
+    with pytest.raises(ValueError, match=r"gs has runs with optimizer \['adam', 'sgd'\].*only 'sgd'"):
+        vt.render_setup("sgd", res / "sgd")
