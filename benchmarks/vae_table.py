@@ -50,7 +50,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "st": ("Straight-through (ST), tau = 1", ["--estimator", "st", "--schedule", "constant", "--tau0", "1.0"]),
     "st_annealed": ("ST, tau annealed (Jang's 'Annealed ST')", ["--estimator", "st"]),
     "gumbel_rao": ("Gumbel-Rao (K = 10)", ["--estimator", "gumbel_rao", "--gumbel-rao-k", "10"]),
-    "gst": ("GST-1.0", ["--estimator", "gst"]),
+    "gst": ("Gapped ST (GST-1.0)", ["--estimator", "gst"]),
     "reinmax": (f"ReinMax (tau = {REINMAX_TAU})", ["--estimator", "reinmax", "--schedule", "constant",
                                                     "--tau0", str(REINMAX_TAU)]),
     "decoupled_st": (f"Decoupled ST (tau_f = 1, tau_b = {DECOUPLED_TAU_B})",
@@ -181,10 +181,34 @@ def collect(results: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def fitted_prior_values(results: Path, setup: str, runs: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, int], float]:
+    """``(variant, seed) -> test -ELBO under a prior fitted after training`` from
+    ``results/vae/codes_fitted_prior.json`` (``vae_table.py codes --name fitted_prior <run dirs>``),
+    for the runs of ``setup`` it covers; a run whose test -ELBO differs from the committed one
+    (another checkpoint) is an error."""
+    path = results.parent / "codes_fitted_prior.json"
+    if not path.exists():
+        return {}
+    committed = {(v, r["config"]["seed"]): r["test"]["neg_elbo"] for v, rs in runs.items() for r in rs}
+    out = {}
+    for row in json.loads(path.read_text())["rows"]:
+        parts = Path(row["run_dir"]).parts
+        if len(parts) < 3 or parts[-3] != setup or "test_neg_elbo_fitted_prior" not in row:
+            continue
+        key = (parts[-2], int(row["seed"]))
+        if key in committed and abs(committed[key] - row["test_neg_elbo"]) > 1e-6:
+            raise ValueError(f"{path}: {row['run_dir']} has test -ELBO {row['test_neg_elbo']}, the committed run "
+                             f"{committed[key]}: another checkpoint")
+        if key in committed:
+            out[key] = row["test_neg_elbo_fitted_prior"]
+    return out
+
+
 def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None:
     runs = collect(results)
     if not runs:
         return None
+    fitted = fitted_prior_values(results, setup, runs)
     rows = []
     protocol = {**PROTOCOL_DEFAULTS, **SETUP_PROTOCOL.get(setup, {})}
     for variant, rs in runs.items():
@@ -224,6 +248,8 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
             "grad_undefined_seeds": [r["config"]["seed"] for r in rs
                                      if "grad_rel_var" in r["valid"] and not math.isfinite(r["valid"]["grad_rel_var"])],
             "grad_exact": all(r["valid"].get("reference_exact") == 1.0 for r in rs),
+            "test_neg_elbo_fitted_prior": _stats([fitted[(variant, r["config"]["seed"])] for r in rs])
+            if all((variant, r["config"]["seed"]) in fitted for r in rs) else None,
         })
     rows.sort(key=lambda r: r["test_neg_elbo"]["mean"])
     m = rows[0]["iw_samples"]
@@ -235,9 +261,12 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
     grad = any(r["grad_rel_var"] is not None for r in rows)
     gref = "exact" if all(r["grad_exact"] for r in rows if r["grad_rel_var"] is not None) else "IndeCateR reference"
     gcols = f" final encoder gradient bias^2 / \\|g\\|^2 ({gref}) | variance / \\|g\\|^2 |" if grad else ""
-    lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) | test -log p(x) bound, m = {m} |{extra} valid -ELBO | test KL "
-             f"|{gcols} Jang et al. Table 1 |",
-             "|---|---|---|---|---|" + ("---|" if rkey else "") + "---|---|" + ("---|---|" if grad else "") + "---|"]
+    fit = any(r["test_neg_elbo_fitted_prior"] is not None for r in rows)
+    fcol = " test -ELBO, prior fitted after training |" if fit else ""
+    lines = [f"| estimator | seeds | epochs | test -ELBO (mean +- sd) |{fcol} test -log p(x) bound, m = {m} |{extra} valid -ELBO "
+             f"| test KL |{gcols} Jang et al. Table 1 |",
+             "|---|---|---|---|" + ("---|" if fit else "") + "---|" + ("---|" if rkey else "") + "---|---|"
+             + ("---|---|" if grad else "") + "---|"]
     for r in rows:
         jang = f"{r['jang']:.1f}" if r["jang"] is not None else "-"
         if r["jang"] is not None and r["variant"] in JANG_COLUMN:
@@ -248,8 +277,9 @@ def render_setup(setup: str, results: Path) -> tuple[str, dict[str, Any]] | None
             mark = "*" if r["grad_undefined_seeds"] else ""
             g_cells = (f" {_pm(r['grad_rel_bias2'], 3)}{mark} | {_pm(r['grad_rel_var'], 3)}{mark} |"
                        if r["grad_rel_var"] is not None else " - | - |")
+        f_cell = (f" {_pm(r['test_neg_elbo_fitted_prior'])} |" if r["test_neg_elbo_fitted_prior"] is not None else " - |") if fit else ""
         lines.append(f"| {r['label']} | {len(r['seeds'])} | {'/'.join(f'{e:g}' for e in r['epochs'])} | "
-                     f"{_pm(r['test_neg_elbo'])} | {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
+                     f"{_pm(r['test_neg_elbo'])} |{f_cell} {_pm(r['test_iw_nll'])} |{rs_cell} {_pm(r['valid_neg_elbo'])} | "
                      f"{_pm(r['test_kl'])} |{g_cells} {jang} |")
     undefined = [f"{r['label']} seed {sd}" for r in rows for sd in r.get("grad_undefined_seeds", [])]
     if undefined:
@@ -368,7 +398,8 @@ def render_study(dest: Path) -> int:
              "| test -ELBO | test -log p(x) bound | commit |", "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["results"]["test"]["neg_elbo"]):
         res, cfg = r["results"], r["results"]["config"]
-        curve = ", ".join([f"{c['step'] // 1000}k: {c['neg_elbo']:.1f}" for c in r["valid_curve"] if c["step"] % 5000 == 0]
+        points = [c for c in r["valid_curve"] if c["step"] % 5000 == 0 and c["step"] != res["steps"]]
+        curve = ", ".join([f"{c['step'] // 1000}k: {c['neg_elbo']:.1f}" for c in points]
                           + [f"{res['steps'] // 1000}k: {res['valid']['neg_elbo']:.1f}"])
         opt = cfg.get("optimizer", "adam")
         lr = (f"{opt} {cfg['lr']:g}" + (f", momentum {cfg['momentum']:g}" if opt == "sgd" else "")
@@ -534,6 +565,64 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codes(args: argparse.Namespace) -> int:
+    """How many classes of each latent variable trained runs use: the aggregate posterior
+    ``mean_x q(z_l | x)`` over the test images, its perplexity, and the learned prior's."""
+    import torch
+    import torch.nn.functional as F
+
+    from gumbelkit.apps.data.mnist import mnist_splits
+    from gumbelkit.apps.provenance import provenance
+    from gumbelkit.apps.training import load_checkpoint
+    from gumbelkit.apps.vae.model import CategoricalVAE
+
+    torch.set_num_threads(1)
+    rows = []
+    for run in map(Path, args.run_dirs):
+        cfg = json.loads((run / "config.json").read_text())
+        model = CategoricalVAE(cfg["latent_vars"], cfg["categories"], prior=cfg.get("prior", "uniform"))
+        model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+        splits = mnist_splits(cfg.get("data_dir") or None, binarization=cfg.get("binarization", "fixed"))
+        x = splits.test[: cfg["test_subset"]] if cfg.get("test_subset") else splits.test
+        with torch.no_grad():
+            q = F.softmax(model.encode(x), -1)  # (N, L, C)
+            agg = q.mean(0)  # (L, C)
+            perplexity = torch.exp(-(agg * agg.clamp_min(1e-30).log()).sum(-1))  # (L,)
+            log_p = model.log_prior()
+            prior_perplexity = None if log_p is None else torch.exp(-(log_p.exp() * log_p).sum(-1))
+            # the prior that minimises the training KL is the training images' aggregate posterior;
+            # fitted after training, it lowers the test -ELBO by the KL it saves on the test images
+            agg_train = torch.cat([F.softmax(model.encode(b), -1).sum(0, keepdim=True)
+                                   for b in splits.train.split(5000)]).sum(0) / len(splits.train)
+            log_fit = agg_train.clamp_min(1e-12).log()
+            fitted_kl = (q * (q.clamp_min(1e-30).log() - log_fit)).sum((-2, -1)).mean()
+            test_kl = model.kl(model.encode(x)).mean()
+        row = {"run_dir": str(run), "estimator": cfg["estimator"], "prior": cfg.get("prior", "uniform"),
+               "seed": cfg["seed"], "categories": cfg["categories"],
+               "aggregate_perplexity": perplexity.tolist(),
+               "aggregate_perplexity_mean": float(perplexity.mean()),
+               "aggregate_perplexity_min": float(perplexity.min()),
+               "classes_above_1pct_mean": float((agg > 0.01).sum(-1).float().mean()),
+               "prior_perplexity_mean": None if prior_perplexity is None else float(prior_perplexity.mean()),
+               "test_kl": float(test_kl),
+               "test_kl_fitted_prior": float(fitted_kl)}
+        if (run / "results.json").exists():  # the run's test -ELBO, and under the fitted prior
+            res = json.loads((run / "results.json").read_text())["test"]
+            row["test_neg_elbo"] = res["neg_elbo"]
+            row["test_neg_elbo_fitted_prior"] = res["neg_elbo"] - (row["test_kl"] - row["test_kl_fitted_prior"])
+        rows.append(row)
+        print(f"{run}: prior {row['prior']}, aggregate perplexity per variable mean {row['aggregate_perplexity_mean']:.2f} "
+              f"(min {row['aggregate_perplexity_min']:.2f}) of {cfg['categories']}; classes with > 1% of the mass "
+              f"{row['classes_above_1pct_mean']:.1f}; test KL {row['test_kl']:.3f}, "
+              f"{row['test_kl_fitted_prior']:.3f} to a prior fitted after training", flush=True)
+    out = Path(args.results) / f"codes_{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "command": "python benchmarks/vae_table.py " + shlex.join(sys.argv[1:]),
+                               "provenance": provenance()}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(ROOT / "results" / "vae"), help="results folder")
@@ -582,9 +671,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--draws", type=int, default=64)
     b.add_argument("--reference", type=int, default=64, help="IndeCateR samples per image for the reference")
     b.add_argument("--seed", type=int, default=0)
+    k = sub.add_parser("codes", help="classes used per latent variable (aggregate posterior) by trained runs",
+                       formatter_class=fmt)
+    k.add_argument("--name", required=True, help="writes results/vae/codes_<name>.json")
+    k.add_argument("run_dirs", nargs="+")
     args = p.parse_args(argv)
     return {"run": cmd_run, "render": cmd_render, "anneal": cmd_anneal, "st-bias": cmd_st_bias,
-            "collect": cmd_collect, "rescore": cmd_rescore}[args.cmd](args)
+            "collect": cmd_collect, "rescore": cmd_rescore, "codes": cmd_codes}[args.cmd](args)
 
 
 if __name__ == "__main__":

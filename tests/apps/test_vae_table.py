@@ -59,6 +59,13 @@ def test_vae_table_run_render_collect_and_st_bias(tmp_path: Path) -> None:
     bias = json.loads((res / "st_bias_st.json").read_text())
     assert [row["tau"] for row in bias["rows"]] == [0.5, 1.0]
     assert all(row["reference_exact"] == 1.0 for row in bias["rows"])  # 8^4 configurations: enumerated
+    assert vt.main([*base, "codes", "--name", "t", str(run_dir)]) == 0
+    (codes,) = json.loads((res / "codes_t.json").read_text())["rows"]
+    assert len(codes["aggregate_perplexity"]) == 4 and codes["prior"] == "uniform" and codes["prior_perplexity_mean"] is None
+    assert 1.0 <= codes["aggregate_perplexity_min"] <= codes["aggregate_perplexity_mean"] <= 8.0 + 1e-6
+    assert 0 <= codes["test_kl_fitted_prior"] <= codes["test_kl"] + 0.5  # a fitted prior saves KL (up to train/test)
+    saved = codes["test_kl"] - codes["test_kl_fitted_prior"]
+    assert codes["test_neg_elbo_fitted_prior"] == pytest.approx(codes["test_neg_elbo"] - saved)
 
 
 def test_vae_table_anneal_grid_records_gap_and_gradient_diagnostics(tmp_path: Path) -> None:
@@ -130,6 +137,10 @@ def test_vae_table_dynamic_binarization_and_learned_prior_are_tables_of_their_ow
         _fake_run(res / "main" / "runs", "gs", seed, "fixed", 102.0 + seed)
         _fake_run(res / "main" / "runs", "reinforce", seed, "fixed", 110.0 + seed)
         _fake_run(res / "prior" / "runs", "gs", seed, "fixed", 101.5 + seed, prior="learned")
+    # GS's checkpoints rescored under a prior fitted after training (`vae_table.py codes`)
+    codes = [{"run_dir": f"/runs/main/gs/seed{seed}", "seed": seed, "test_neg_elbo": 102.0 + seed,
+              "test_neg_elbo_fitted_prior": 101.5 + seed} for seed in (0, 1, 2)]
+    (res / "codes_fitted_prior.json").write_text(json.dumps({"rows": codes}))
     docs = tmp_path / "vae.md"
     docs.write_text("<!-- vae-table:start -->\nold\n<!-- vae-table:end -->\n"
                     "<!-- vae-dynbin:start -->\nold dyn\n<!-- vae-dynbin:end -->\n"
@@ -138,11 +149,18 @@ def test_vae_table_dynamic_binarization_and_learned_prior_are_tables_of_their_ow
     main_part, dyn_part = docs.read_text().split("<!-- vae-dynbin:start -->")
     dyn_part, prior_part = dyn_part.split("<!-- vae-prior:start -->")
     assert "| Gumbel-Softmax (GS) | 3 | 100 | 102.50 +- 1.00 |" in prior_part and "old prior" not in prior_part
-    assert "| Gumbel-Softmax (GS) | 3 | 100 | 103.00 +- 1.00 |" in main_part
+    assert "| Gumbel-Softmax (GS) | 3 | 100 | 103.00 +- 1.00 | 102.50 +- 1.00 |" in main_part
+    assert "| REINFORCE-LOO (4 samples) | 3 | 100 | 111.00 +- 1.00 | - |" in main_part  # not rescored
     assert "| Gumbel-Softmax (GS) | 3 | 100 | 101.00 +- 1.00 |" in dyn_part and "old dyn" not in dyn_part
     assert "| 110.6 (SF) |" in main_part and "REINFORCE" not in dyn_part
     dyn = json.loads((res / "dynbin" / "table.json").read_text())
     assert dyn["rows"][0]["binarization"] == "dynamic" and dyn["rows"][0]["jang"] == 101.5
+    # a rescore of another checkpoint (its test -ELBO differs from the committed run's) is refused
+    codes[1]["test_neg_elbo"] = 99.0
+    (res / "codes_fitted_prior.json").write_text(json.dumps({"rows": codes}))
+    with pytest.raises(ValueError, match="another checkpoint"):
+        vt.render_setup("main", res / "main")
+    (res / "codes_fitted_prior.json").unlink()
     # a fixed-binarization run dropped into the dynamic table is refused, not averaged in
     _fake_run(res / "dynbin" / "runs", "gs", 3, "fixed", 103.0)
     with pytest.raises(ValueError, match=r"binarization \['dynamic', 'fixed'\].*only 'dynamic'"):
