@@ -90,7 +90,7 @@ class CategoricalVAE(nn.Module):
                  data_dim: int = 784, prior: str = "uniform") -> None:
         super().__init__()
         if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {prior!r}")
         if latent_vars < 1:
             raise ValueError(f"latent_vars (L) must be >= 1, got {latent_vars}")
         if categories < 2:
