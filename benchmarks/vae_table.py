@@ -400,7 +400,7 @@ def render_study(dest: Path) -> int:
         res, cfg = r["results"], r["results"]["config"]
         points = [c for c in r["valid_curve"] if c["step"] % 5000 == 0 and c["step"] != res["steps"]]
         curve = ", ".join([f"{c['step'] // 1000}k: {c['neg_elbo']:.1f}" for c in points]
-                          + [f"{res['steps'] // 1000}k: {res['valid']['neg_elbo']:.1f}"])
+                          + [f"{res['steps'] / 1000:g}k: {res['valid']['neg_elbo']:.1f}"])
         opt = cfg.get("optimizer", "adam")
         lr = (f"{opt} {cfg['lr']:g}" + (f", momentum {cfg['momentum']:g}" if opt == "sgd" else "")
               + (f" (x{cfg['lr_decay']:g} / {cfg['lr_decay_every']})" if cfg.get("lr_decay", 1.0) != 1.0 else ""))
