@@ -335,6 +335,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- rescore
 
+def _load_model(cfg: dict[str, Any], ckpt: Path) -> Any:
+    """The trained :class:`CategoricalVAE` of a run: its config (``config.json`` or a results
+    file's ``config``) and its checkpoint."""
+    from gumbelkit.apps.training import load_checkpoint
+    from gumbelkit.apps.vae.model import CategoricalVAE
+
+    model = CategoricalVAE(cfg["latent_vars"], cfg["categories"], prior=cfg.get("prior", "uniform"))
+    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    return model
+
+
 def cmd_rescore(args: argparse.Namespace) -> int:
     """Add an m-sample importance-weighted bound on the first N test images to each finished run
     of a setup (from its checkpoint; Jang et al. evaluate with a multi-sample bound, m = 1000)."""
@@ -342,8 +353,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
     from gumbelkit.apps.data.mnist import mnist_splits
     from gumbelkit.apps.provenance import provenance
-    from gumbelkit.apps.training import load_checkpoint
-    from gumbelkit.apps.vae.model import CategoricalVAE, iw_nll
+    from gumbelkit.apps.vae.model import iw_nll
 
     torch.set_num_threads(1)
     key = f"iw_nll_m{args.m}_first{args.images}"
@@ -356,8 +366,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         if not ckpt.exists():
             print(f"skipping {path.name}: no checkpoint at {ckpt}", file=sys.stderr)
             continue
-        model = CategoricalVAE(cfg["latent_vars"], cfg["categories"], prior=cfg.get("prior", "uniform"))
-        model.load_state_dict(load_checkpoint(ckpt)["model"])
+        model = _load_model(cfg, ckpt)
         model.eval()
         x = mnist_splits(cfg["data_dir"] or None, binarization=cfg["binarization"]).test[: args.images]
         g = torch.Generator().manual_seed(cfg["seed"] + 3)
@@ -532,14 +541,12 @@ def cmd_st_bias(args: argparse.Namespace) -> int:
     from gumbelkit.apps.provenance import provenance
     from gumbelkit.apps.training import load_checkpoint
     from gumbelkit.apps.vae.gradients import encoder_gradient_stats, reference_gradient
-    from gumbelkit.apps.vae.model import CategoricalVAE
     from gumbelkit.apps.vae.train import VAEConfig
 
     torch.set_num_threads(1)
     run = Path(args.run_dir)
     cfg = VAEConfig(**json.loads((run / "config.json").read_text()))
-    model = CategoricalVAE(cfg.latent_vars, cfg.categories, prior=cfg.prior)
-    model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+    model = _load_model(dataclasses.asdict(cfg), run / "checkpoint.pt")
     x = mnist_splits(cfg.data_dir or None, binarization=cfg.binarization).valid[: args.images]
     rows = []
     ref = reference_gradient(model, x, n_reference=args.reference, generator=torch.Generator().manual_seed(args.seed))
@@ -575,19 +582,17 @@ def cmd_codes(args: argparse.Namespace) -> int:
 
     from gumbelkit.apps.data.mnist import mnist_splits
     from gumbelkit.apps.provenance import provenance
-    from gumbelkit.apps.training import load_checkpoint
-    from gumbelkit.apps.vae.model import CategoricalVAE
 
     torch.set_num_threads(1)
     rows = []
     for run in map(Path, args.run_dirs):
         cfg = json.loads((run / "config.json").read_text())
-        model = CategoricalVAE(cfg["latent_vars"], cfg["categories"], prior=cfg.get("prior", "uniform"))
-        model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
+        model = _load_model(cfg, run / "checkpoint.pt")
         splits = mnist_splits(cfg.get("data_dir") or None, binarization=cfg.get("binarization", "fixed"))
         x = splits.test[: cfg["test_subset"]] if cfg.get("test_subset") else splits.test
         with torch.no_grad():
-            q = F.softmax(model.encode(x), -1)  # (N, L, C)
+            logits = model.encode(x)  # (N, L, C)
+            q = F.softmax(logits, -1)
             agg = q.mean(0)  # (L, C)
             perplexity = torch.exp(-(agg * agg.clamp_min(1e-30).log()).sum(-1))  # (L,)
             log_p = model.log_prior()
@@ -598,7 +603,7 @@ def cmd_codes(args: argparse.Namespace) -> int:
                                    for b in splits.train.split(5000)]).sum(0) / len(splits.train)
             log_fit = agg_train.clamp_min(1e-12).log()
             fitted_kl = (q * (q.clamp_min(1e-30).log() - log_fit)).sum((-2, -1)).mean()
-            test_kl = model.kl(model.encode(x)).mean()
+            test_kl = model.kl(logits).mean()
         row = {"run_dir": str(run), "estimator": cfg["estimator"], "prior": cfg.get("prior", "uniform"),
                "seed": cfg["seed"], "categories": cfg["categories"],
                "aggregate_perplexity": perplexity.tolist(),
